@@ -1,0 +1,115 @@
+"""Project LiDAR points into a camera image as sparse depth and semantic targets.
+
+The chain is lidar -> ego(t_lidar) -> global -> ego(t_cam) -> camera: the car moves between
+the LiDAR's and the camera's timestamps, so each uses its own ego pose.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from renderlss.geometry import compose, invert_pose, project_to_image
+from renderlss.labels.pixel_targets import PixelTargets
+
+POINT_DIMS = 5  # x, y, z, intensity, ring: the nuScenes .pcd.bin layout
+
+
+def load_lidar_points(path: str | Path) -> np.ndarray:
+    """[P, 5] float32 points of a nuScenes ``.pcd.bin`` file (x, y, z, intensity, ring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"LiDAR file not found: {path}")
+    raw = np.fromfile(path, dtype=np.float32)
+    if raw.size % POINT_DIMS:
+        raise ValueError(
+            f"{path}: {raw.size} floats is not a whole number of {POINT_DIMS}-float points "
+            "(truncated or not a nuScenes .pcd.bin)"
+        )
+    points = raw.reshape(-1, POINT_DIMS)
+    if not np.all(np.isfinite(points[:, :3])):
+        raise ValueError(f"{path}: point coordinates contain NaN or Inf")
+    return points
+
+
+def load_lidarseg_labels(path: str | Path, num_points: int) -> np.ndarray:
+    """[P] uint8 lidarseg category indices, checked against the point count."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"lidarseg file not found: {path}")
+    labels = np.fromfile(path, dtype=np.uint8)
+    if labels.size != num_points:
+        raise ValueError(f"{path}: {labels.size} labels for {num_points} points")
+    return labels
+
+
+def lidar_to_camera(
+    lidar2ego: np.ndarray,
+    ego2global_lidar: np.ndarray,
+    ego2global_cam: np.ndarray,
+    cam2ego: np.ndarray,
+) -> np.ndarray:
+    """[4, 4] float64 pose taking LiDAR points into the camera frame (all inputs [4, 4])."""
+    return compose(invert_pose(cam2ego), invert_pose(ego2global_cam), ego2global_lidar, lidar2ego)
+
+
+def outside_box(points: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
+    """[P] bool, True where [P, 3] points lie outside the axis-aligned box
+    ``(x0, y0, z0, x1, y1, z1)`` (used to drop returns from the ego vehicle's body)."""
+    lo, hi = np.asarray(box[:3]), np.asarray(box[3:])
+    return ~np.all((points >= lo) & (points <= hi), axis=1)
+
+
+def nearest_per_pixel(uv: np.ndarray, depth: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Indices of the nearest point in each pixel (a z-buffer), in ascending pixel order.
+
+    Args:
+        uv: [M, 2] image coordinates, all inside the image; depth: [M] camera z.
+    Returns:
+        [K] indices into ``uv``, one per occupied pixel.
+    """
+    cols = np.floor(uv[:, 0]).astype(np.int64)
+    rows = np.floor(uv[:, 1]).astype(np.int64)
+    pixel = rows * width + cols
+    order = np.lexsort((depth, pixel))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = pixel[order][1:] != pixel[order][:-1]
+    return order[first]
+
+
+def project_lidar_targets(
+    points_cam: np.ndarray,
+    semantics: np.ndarray,
+    intrinsic: np.ndarray,
+    width: int,
+    height: int,
+    min_depth: float,
+) -> PixelTargets:
+    """Sparse targets from LiDAR points already in the camera frame.
+
+    Args:
+        points_cam: [P, 3] points in the camera frame.
+        semantics: [P] uint8 Occ3D classes of the points.
+        intrinsic: [3, 3]; width, height: image size in pixels.
+        min_depth: points nearer than this (camera z) are dropped.
+    Returns:
+        One target per hit pixel at the pixel centre, from the nearest point in that pixel.
+    """
+    uv, depth = project_to_image(points_cam, intrinsic)
+    inside = (
+        (depth > min_depth)
+        & (uv[:, 0] >= 0)
+        & (uv[:, 0] < width)
+        & (uv[:, 1] >= 0)
+        & (uv[:, 1] < height)
+    )
+    uv, depth, semantics = uv[inside], depth[inside], semantics[inside]
+    keep = nearest_per_pixel(uv, depth, width, height)
+    centres = np.floor(uv[keep]) + 0.5
+    return PixelTargets(
+        uv=centres,
+        depth=depth[keep].astype(np.float32),
+        semantics=semantics[keep].astype(np.uint8),
+        confidence=np.ones(len(keep), dtype=np.float32),
+    )
