@@ -1,6 +1,7 @@
 """Typed, validated experiment configs.
 
-A config file is Python that assigns top-level names (``data = dict(...)``); it may name at
+A config file is Python that assigns top-level names (``data = dict(...)``; names starting
+with ``_`` are private helpers of the file and are not part of the config); it may name at
 most one level of ``_base_`` files (a path or a list of paths relative to itself) whose
 dicts are merged underneath, key by key. The merged dict is checked against a schema of
 dataclasses: an unknown key is an error that names its dotted path and the nearest valid
@@ -44,7 +45,7 @@ def _file_namespace(path: Path) -> dict:
     return {
         k: v
         for k, v in names.items()
-        if not k.startswith("__")
+        if (k == "_base_" or not k.startswith("_"))
         and not isinstance(v, types.ModuleType | types.FunctionType | type)
     }
 

@@ -2,30 +2,66 @@
 # Data, not code: every tool and model reads classes from here through the config.
 
 # Occ3D semantic classes; index 17 is "free" and is not part of the class list.
-occ_class_names = [
-    "others", "barrier", "bicycle", "bus", "car", "construction_vehicle", "motorcycle",
-    "pedestrian", "traffic_cone", "trailer", "truck", "driveable_surface", "other_flat",
-    "sidewalk", "terrain", "manmade", "vegetation",
+_occ_class_names = [
+    "others",
+    "barrier",
+    "bicycle",
+    "bus",
+    "car",
+    "construction_vehicle",
+    "motorcycle",
+    "pedestrian",
+    "traffic_cone",
+    "trailer",
+    "truck",
+    "driveable_surface",
+    "other_flat",
+    "sidewalk",
+    "terrain",
+    "manmade",
+    "vegetation",
 ]
-free_index = 17
-ignore_index = 255
+_free_index = 17
+_ignore_index = 255
 
 # nuScenes lidarseg categories, position = the `index` field of category.json.
-lidarseg_category_names = [
-    "noise", "animal", "human.pedestrian.adult", "human.pedestrian.child",
-    "human.pedestrian.construction_worker", "human.pedestrian.personal_mobility",
-    "human.pedestrian.police_officer", "human.pedestrian.stroller",
-    "human.pedestrian.wheelchair", "movable_object.barrier", "movable_object.debris",
-    "movable_object.pushable_pullable", "movable_object.trafficcone",
-    "static_object.bicycle_rack", "vehicle.bicycle", "vehicle.bus.bendy", "vehicle.bus.rigid",
-    "vehicle.car", "vehicle.construction", "vehicle.emergency.ambulance",
-    "vehicle.emergency.police", "vehicle.motorcycle", "vehicle.trailer", "vehicle.truck",
-    "flat.driveable_surface", "flat.other", "flat.sidewalk", "flat.terrain", "static.manmade",
-    "static.other", "static.vegetation", "vehicle.ego",
+_lidarseg_category_names = [
+    "noise",
+    "animal",
+    "human.pedestrian.adult",
+    "human.pedestrian.child",
+    "human.pedestrian.construction_worker",
+    "human.pedestrian.personal_mobility",
+    "human.pedestrian.police_officer",
+    "human.pedestrian.stroller",
+    "human.pedestrian.wheelchair",
+    "movable_object.barrier",
+    "movable_object.debris",
+    "movable_object.pushable_pullable",
+    "movable_object.trafficcone",
+    "static_object.bicycle_rack",
+    "vehicle.bicycle",
+    "vehicle.bus.bendy",
+    "vehicle.bus.rigid",
+    "vehicle.car",
+    "vehicle.construction",
+    "vehicle.emergency.ambulance",
+    "vehicle.emergency.police",
+    "vehicle.motorcycle",
+    "vehicle.trailer",
+    "vehicle.truck",
+    "flat.driveable_surface",
+    "flat.other",
+    "flat.sidewalk",
+    "flat.terrain",
+    "static.manmade",
+    "static.other",
+    "static.vegetation",
+    "vehicle.ego",
 ]
 
 # lidarseg category name -> Occ3D class name ("ignore" -> ignore_index). Unlisted -> ignore.
-learning_map = {
+_learning_map = {
     "noise": "ignore",
     "animal": "others",
     "human.pedestrian.adult": "pedestrian",
@@ -61,16 +97,24 @@ learning_map = {
 }
 
 # Classes that move: rays of adjacent frames hitting them are not trusted.
-dynamic_class_names = [
-    "bicycle", "bus", "car", "construction_vehicle", "motorcycle", "pedestrian", "trailer",
+_dynamic_class_names = [
+    "bicycle",
+    "bus",
+    "car",
+    "construction_vehicle",
+    "motorcycle",
+    "pedestrian",
+    "trailer",
     "truck",
 ]
 
-classes = dict(
-    occ_class_names=occ_class_names,
-    free_index=free_index,
-    ignore_index=ignore_index,
-    lidarseg_category_names=lidarseg_category_names,
-    learning_map=learning_map,
-    dynamic_class_names=dynamic_class_names,
+data = dict(
+    classes=dict(
+        occ_class_names=_occ_class_names,
+        free_index=_free_index,
+        ignore_index=_ignore_index,
+        lidarseg_category_names=_lidarseg_category_names,
+        learning_map=_learning_map,
+        dynamic_class_names=_dynamic_class_names,
+    ),
 )

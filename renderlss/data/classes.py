@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -42,3 +43,14 @@ def learning_map_table(classes: ClassesConfig) -> np.ndarray:
         if target != "ignore":
             table[idx] = classes.occ_class_names.index(target)
     return table
+
+
+def load_classes(config_path: str | Path) -> ClassesConfig:
+    """The validated ``data.classes`` section of a config file (e.g. the Occ3D taxonomy in
+    ``configs/_base_/occ3d_nuscenes.py``)."""
+    from renderlss.configuration import ConfigError, from_dict, read_config_file
+
+    section = read_config_file(config_path).get("data", {}).get("classes")
+    if section is None:
+        raise ConfigError(f"{config_path}: no data.classes section")
+    return from_dict(ClassesConfig, section, "data.classes")
