@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from renderlss.configuration import ConfigError, from_dict, read_config_file
+
 
 @dataclass
 class ClassesConfig:
@@ -48,8 +50,6 @@ def learning_map_table(classes: ClassesConfig) -> np.ndarray:
 def load_classes(config_path: str | Path) -> ClassesConfig:
     """The validated ``data.classes`` section of a config file (e.g. the Occ3D taxonomy in
     ``configs/_base_/occ3d_nuscenes.py``)."""
-    from renderlss.configuration import ConfigError, from_dict, read_config_file
-
     section = read_config_file(config_path).get("data", {}).get("classes")
     if section is None:
         raise ConfigError(f"{config_path}: no data.classes section")
