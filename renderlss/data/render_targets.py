@@ -1,0 +1,189 @@
+"""Render targets of a sample: rays in the key-ego frame with depth and class targets.
+
+Target pixels come from the configured sources for the current keyframe and, optionally, for
+its +-k neighbouring keyframes; each pixel becomes a ray from its camera (at that camera's own
+timestamp and ego pose) expressed in the current key-ego frame with the BEV augmentation
+applied. A fixed number of rays is then drawn by weighted ray sampling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from renderlss.data.classes import ClassesConfig, learning_map_table
+from renderlss.data.ray_sampling import class_balance_weights, draw_rays, ray_weights
+from renderlss.geometry import compose, invert_pose, unproject_pixels
+from renderlss.geometry.grid import VoxelGrid
+from renderlss.labels.pixel_targets import PixelTargets
+from renderlss.labels.sources import LidarTargetSource, TargetSource, sensor_pose
+
+
+@dataclass
+class TargetConfig:
+    """Where render targets come from and how rays are drawn from them."""
+
+    # Target sources, combined as candidates: "lidar" (keyframe sweep + lidarseg).
+    sources: list[str] = field(default_factory=lambda: ["lidar"])
+    num_rays: int = 38400  # rays per sample after weighted sampling
+    adjacent_keyframes: int = 0  # k: also use rays of the +-k neighbouring keyframes
+    adjacent_weight: float = 0.3  # sampling weight of adjacent-frame rays
+    class_balance_alpha: float = 0.005  # w_c = exp(alpha * (max N / N_c - 1))
+    min_depth: float = 0.5  # camera-z metres; nearer targets are dropped
+    # Ego-vehicle body in the ego frame (x0, y0, z0, x1, y1, z1); LiDAR returns inside it
+    # are dropped. The default covers a nuScenes-sized car with the rear axle at the origin.
+    ego_box: tuple[float, float, float, float, float, float] = (-1.2, -1.1, -0.5, 3.6, 1.1, 2.2)
+
+    def validate(self, where: str) -> None:
+        unknown = set(self.sources) - set(SOURCE_NAMES)
+        if unknown:
+            raise ValueError(f"{where}.sources: unknown {sorted(unknown)}; known {SOURCE_NAMES}")
+        if self.num_rays <= 0 or self.adjacent_keyframes < 0:
+            raise ValueError(f"{where}: num_rays must be > 0 and adjacent_keyframes >= 0")
+
+
+SOURCE_NAMES = ["lidar"]
+
+
+def make_target_sources(
+    config: TargetConfig, dataroot: str | Path, classes: ClassesConfig
+) -> list[TargetSource]:
+    """Instantiate the configured target sources."""
+    table = learning_map_table(classes)
+    builders = {
+        "lidar": lambda: LidarTargetSource(
+            dataroot, table, classes.ignore_index, config.ego_box, config.min_depth
+        ),
+    }
+    return [builders[name]() for name in config.sources]
+
+
+def camera_to_key_ego(cam_info: dict, key_info: dict) -> np.ndarray:
+    """[4, 4] float64 camera -> key-ego pose: through the global frame, each sensor at its
+    own timestamp (``inv(ego2global_key) @ ego2global_cam @ sensor2ego_cam``)."""
+    what = f"sample {key_info['token']}"
+    return compose(
+        invert_pose(sensor_pose(key_info, "ego2global", what)),
+        sensor_pose(cam_info, "ego2global", what),
+        sensor_pose(cam_info, "sensor2ego", what),
+    )
+
+
+def pixel_rays(
+    uv: np.ndarray, intrinsic: np.ndarray, cam2key: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rays through image coordinates.
+
+    Args:
+        uv: [M, 2] original image coordinates; intrinsic: [3, 3]; cam2key: [4, 4].
+    Returns:
+        origins [M, 3], unit directions [M, 3] in the key frame, and z_per_t [M], the camera z
+        gained per metre along the ray (rendered camera-z depth = t * z_per_t).
+    """
+    rays_cam = unproject_pixels(uv, np.ones(len(uv)), intrinsic)  # camera z = 1
+    norm = np.linalg.norm(rays_cam, axis=1)
+    dirs = (rays_cam / norm[:, None]) @ cam2key[:3, :3].T
+    origins = np.broadcast_to(cam2key[:3, 3], dirs.shape)
+    return origins.astype(np.float32), dirs.astype(np.float32), (1.0 / norm).astype(np.float32)
+
+
+def neighbour_infos(info: dict, by_token: dict[str, dict], k: int) -> list[dict]:
+    """Up to k keyframes before and k after ``info`` in its scene (via prev/next tokens)."""
+    found = []
+    for link in ("prev", "next"):
+        current = info
+        for _ in range(k):
+            token = current.get(link, "")
+            if not token or token not in by_token:
+                break
+            current = by_token[token]
+            found.append(current)
+    return found
+
+
+def candidate_rays(
+    targets: dict[str, PixelTargets], frame_info: dict, key_info: dict, bev_aug: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Rays of every target pixel of one keyframe, in the (augmented) key-ego frame."""
+    parts = []
+    for cam, tgt in targets.items():
+        if not len(tgt):
+            continue
+        cam_info = frame_info["cams"][cam]
+        cam2key = bev_aug @ camera_to_key_ego(cam_info, key_info)
+        intrinsic = np.asarray(cam_info["cam_intrinsic"], dtype=np.float64)
+        origins, dirs, z_per_t = pixel_rays(tgt.uv, intrinsic, cam2key)
+        parts.append(
+            dict(
+                origins=origins,
+                dirs=dirs,
+                z_per_t=z_per_t,
+                depth=tgt.depth,
+                semantics=tgt.semantics,
+                confidence=tgt.confidence,
+            )
+        )
+    if not parts:
+        return {}
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def inside_grid(rays: dict[str, np.ndarray], grid: VoxelGrid) -> np.ndarray:
+    """[M] bool: the ray's target surface point (depth > 0) lies inside the grid, so the
+    renderer can reach it. Rays without depth are kept."""
+    t = rays["depth"] / rays["z_per_t"]
+    points = rays["origins"] + rays["dirs"] * t[:, None]
+    _, valid = grid.point_to_index(points)
+    return valid | (rays["depth"] <= 0)
+
+
+def build_ray_targets(
+    info: dict,
+    by_token: dict[str, dict],
+    sources: list[TargetSource],
+    cameras: list[str],
+    config: TargetConfig,
+    classes: ClassesConfig,
+    grid: VoxelGrid,
+    bev_aug: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """A fixed-size set of training rays for one sample.
+
+    Returns:
+        dict of arrays with R = ``config.num_rays`` rows: origins [R, 3], dirs [R, 3],
+        z_per_t [R], depth [R] (camera z, 0 = none), semantics [R] uint8 (ignore_index =
+        none), confidence [R], adjacent [R] bool.
+    """
+    frames = [(info, False)] + [
+        (nb, True) for nb in neighbour_infos(info, by_token, config.adjacent_keyframes)
+    ]
+    parts = []
+    for frame_info, adjacent in frames:
+        for source in sources:
+            rays = candidate_rays(source(frame_info, cameras), frame_info, info, bev_aug)
+            if rays:
+                rays["adjacent"] = np.full(len(rays["depth"]), adjacent)
+                parts.append(rays)
+    if not parts:
+        raise ValueError(f"sample {info['token']}: no render targets in any camera")
+    rays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    rays = {key: value[inside_grid(rays, grid)] for key, value in rays.items()}
+    num_cls = len(classes.occ_class_names)
+    class_w = class_balance_weights(
+        rays["semantics"], num_cls + 1, config.class_balance_alpha, classes.ignore_index
+    )
+    dynamic = np.zeros(num_cls + 1, dtype=bool)
+    dynamic[[classes.occ_class_names.index(n) for n in classes.dynamic_class_names]] = True
+    weights = ray_weights(
+        rays["semantics"],
+        rays["adjacent"],
+        class_w,
+        dynamic,
+        config.adjacent_weight,
+        classes.ignore_index,
+    )
+    chosen = draw_rays(weights, config.num_rays, rng)
+    return {key: value[chosen] for key, value in rays.items()}
