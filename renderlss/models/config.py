@@ -1,0 +1,191 @@
+"""Config schemas of the occupancy network and its losses.
+
+Each section is a dataclass read by :func:`renderlss.configuration.from_dict`: an unknown key
+is an error naming the nearest valid one, and ``validate`` rejects values that cannot work.
+Channel counts that follow from another module (the neck's input channels, the depth net's
+input channels, the 3D encoder's input channels) are not fields: the model takes them from
+the module before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+DepthBinMode = Literal["UD", "LID", "SID"]
+
+
+def _require(condition: bool, where: str, message: str) -> None:
+    if not condition:
+        raise ValueError(f"{where}: {message}")
+
+
+@dataclass
+class BackboneConfig:
+    """ResNet image backbone with torchvision parameter names."""
+
+    depth: Literal[18, 34, 50] = 50
+    # Stages whose outputs are returned: 0..3 = layer1..layer4 (strides 4, 8, 16, 32).
+    out_indices: tuple[int, ...] = (2, 3)
+    # -1: train everything; 0: freeze the stem (conv1, bn1); i >= 1: stem and layer1..layer{i}.
+    frozen_stages: int = -1
+    # BatchNorm layers stay in eval mode with fixed affine and statistics.
+    frozen_bn: bool = True
+    # Local checkpoint (torchvision or BEVDet style) loaded into the backbone; "" for none.
+    pretrained: str = ""
+
+    def validate(self, where: str) -> None:
+        _require(len(self.out_indices) > 0, f"{where}.out_indices", "at least one stage")
+        _require(
+            all(0 <= i <= 3 for i in self.out_indices)
+            and list(self.out_indices) == sorted(set(self.out_indices)),
+            f"{where}.out_indices",
+            f"must be increasing stage indices in 0..3, got {self.out_indices}",
+        )
+        _require(
+            -1 <= self.frozen_stages <= 4,
+            f"{where}.frozen_stages",
+            f"must be in -1..4, got {self.frozen_stages}",
+        )
+
+
+@dataclass
+class NeckConfig:
+    """FPN-style fusion of the backbone's last two returned stages into one feature map."""
+
+    out_channels: int = 256
+    # Stride of the fused map relative to the network input image.
+    out_stride: Literal[8, 16, 32] = 16
+
+    def validate(self, where: str) -> None:
+        _require(self.out_channels > 0, f"{where}.out_channels", "must be positive")
+
+
+@dataclass
+class DepthBinsConfig:
+    """``num_bins`` depth bins over ``[d_min, d_max]`` metres of camera z.
+
+    UD: uniform widths; LID: widths growing linearly with the bin index; SID: log-uniform
+    edges. The default is RenderOcc's uniform [1, 45] m at 0.5 m.
+    """
+
+    mode: DepthBinMode = "UD"
+    d_min: float = 1.0
+    d_max: float = 45.0
+    num_bins: int = 88
+
+    def validate(self, where: str) -> None:
+        _require(self.num_bins >= 1, f"{where}.num_bins", f"must be >= 1, got {self.num_bins}")
+        _require(
+            self.d_max > self.d_min,
+            where,
+            f"d_max ({self.d_max}) must be greater than d_min ({self.d_min})",
+        )
+        _require(self.d_min >= 0.0, f"{where}.d_min", f"must be >= 0, got {self.d_min}")
+        _require(
+            self.mode != "SID" or self.d_min > 0.0,
+            f"{where}.d_min",
+            "must be > 0 for SID (log-uniform) bins",
+        )
+
+
+@dataclass
+class DepthConfig:
+    """Depth net: depth distribution over bins and context features per image cell."""
+
+    bins: DepthBinsConfig = field(default_factory=DepthBinsConfig)
+    mid_channels: int = 256
+    context_channels: int = 32
+    num_res_blocks: int = 2
+    # Gate the depth features by an MLP of the normalised camera intrinsics.
+    camera_aware: bool = False
+
+    def validate(self, where: str) -> None:
+        _require(self.mid_channels > 0, f"{where}.mid_channels", "must be positive")
+        _require(self.context_channels > 0, f"{where}.context_channels", "must be positive")
+        _require(self.num_res_blocks >= 0, f"{where}.num_res_blocks", "must be >= 0")
+
+
+@dataclass
+class Encoder3DConfig:
+    """Residual 3D convolutions over the voxel volume at full resolution."""
+
+    channels: int = 32
+    num_blocks: int = 2
+
+    def validate(self, where: str) -> None:
+        _require(self.channels > 0, f"{where}.channels", "must be positive")
+        _require(self.num_blocks >= 0, f"{where}.num_blocks", "must be >= 0")
+
+
+@dataclass
+class HeadConfig:
+    """Per-voxel density and semantic logits, each through a small MLP over channels."""
+
+    # Semantic classes including free: len(classes.occ_class_names) + 1 (18 for Occ3D).
+    num_classes: int = 18
+    hidden_channels: int = 64
+    # Hidden layers of each MLP branch; 0 makes each branch a single linear map.
+    num_hidden_layers: int = 1
+
+    def validate(self, where: str) -> None:
+        _require(self.num_classes >= 1, f"{where}.num_classes", "must be >= 1")
+        _require(self.hidden_channels > 0, f"{where}.hidden_channels", "must be positive")
+        _require(self.num_hidden_layers >= 0, f"{where}.num_hidden_layers", "must be >= 0")
+
+
+@dataclass
+class LossConfig:
+    """Weights and settings of every loss term (a weight of 0 turns a term off)."""
+
+    # SILog on rendered depth, over rays with valid target depth.
+    depth_weight: float = 1.0
+    silog_lambda: float = 0.85
+    # Rendered depth is clamped to at least this (metres) before its log.
+    silog_min_depth: float = 1e-3
+    # Cross-entropy on rendered semantics with class weights from class frequencies.
+    semantic_weight: float = 1.0
+    class_weighting: Literal["none", "exp", "inv_log"] = "exp"
+    # exp: w_c = min(exp(alpha * (max_N / N_c - 1)), class_weight_max).
+    class_weight_alpha: float = 0.005
+    class_weight_max: float = 10.0
+    # inv_log: w_c = 1 / ln(offset + N_c / sum(N)), bounded by 1 / ln(offset).
+    inv_log_offset: float = 1.02
+    # Regularisers on the per-ray rendering weights.
+    distortion_weight: float = 0.01
+    entropy_weight: float = 0.01
+    # LSS depth supervision of the depth distribution from sparse LiDAR depth.
+    lss_depth_weight: float = 0.05
+    lss_depth_mode: Literal["bce", "ce"] = "bce"
+    # Cross-entropy on Occ3D voxel labels (free class included).
+    occ3d_weight: float = 0.0
+    occ3d_use_camera_mask: bool = True
+
+    def validate(self, where: str) -> None:
+        for name in (
+            "depth_weight",
+            "semantic_weight",
+            "distortion_weight",
+            "entropy_weight",
+            "lss_depth_weight",
+            "occ3d_weight",
+            "class_weight_alpha",
+        ):
+            value = getattr(self, name)
+            _require(value >= 0.0, f"{where}.{name}", f"must be >= 0, got {value}")
+        _require(0.0 <= self.silog_lambda <= 1.0, f"{where}.silog_lambda", "must be in [0, 1]")
+        _require(self.silog_min_depth > 0.0, f"{where}.silog_min_depth", "must be positive")
+        _require(self.class_weight_max >= 1.0, f"{where}.class_weight_max", "must be >= 1")
+        _require(self.inv_log_offset > 1.0, f"{where}.inv_log_offset", "must be > 1")
+
+
+@dataclass
+class ModelConfig:
+    """All network sections and the losses."""
+
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    neck: NeckConfig = field(default_factory=NeckConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    encoder3d: Encoder3DConfig = field(default_factory=Encoder3DConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
