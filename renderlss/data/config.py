@@ -1,0 +1,104 @@
+"""Schema of the ``data = dict(...)`` section of an experiment config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from renderlss.data.classes import ClassesConfig
+from renderlss.geometry.grid import VoxelGrid
+
+NUSCENES_CAMERAS = [
+    "CAM_FRONT_LEFT",
+    "CAM_FRONT",
+    "CAM_FRONT_RIGHT",
+    "CAM_BACK_LEFT",
+    "CAM_BACK",
+    "CAM_BACK_RIGHT",
+]
+
+
+def _check_range(where: str, name: str, bounds: tuple[float, float]) -> None:
+    if bounds[0] > bounds[1]:
+        raise ValueError(f"{where}.{name}: lower bound {bounds[0]} exceeds upper {bounds[1]}")
+
+
+def _check_probability(where: str, name: str, p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{where}.{name}: probability {p} is not in [0, 1]")
+
+
+@dataclass
+class ImageAugConfig:
+    """Image augmentation (train mode), composed as resize -> crop -> flip -> rotate.
+
+    The resize factor is ``input_width / image_width + U(resize_range)``; the crop removes
+    ``U(bottom_crop_range)`` of the resized height at the bottom, keeps ``input_size[0]``
+    rows above that and a random horizontal window; eval mode uses the base factor, the mean
+    bottom fraction and a centred window.
+    """
+
+    resize_range: tuple[float, float] = (-0.06, 0.11)
+    bottom_crop_range: tuple[float, float] = (0.0, 0.22)
+    flip_prob: float = 0.5
+    rotate_range: tuple[float, float] = (-5.4, 5.4)  # degrees, counter-clockwise on screen
+
+    def validate(self, where: str) -> None:
+        _check_range(where, "resize_range", self.resize_range)
+        _check_range(where, "bottom_crop_range", self.bottom_crop_range)
+        _check_range(where, "rotate_range", self.rotate_range)
+        _check_probability(where, "flip_prob", self.flip_prob)
+        if not (0.0 <= self.bottom_crop_range[0] and self.bottom_crop_range[1] < 1.0):
+            raise ValueError(f"{where}.bottom_crop_range: fractions must lie in [0, 1)")
+
+
+@dataclass
+class BevAugConfig:
+    """BEV augmentation (train mode) of the key ego frame: rotation about ego z, then flips
+    of x and y about the grid centre (so that they are voxel index flips)."""
+
+    rotate_range: tuple[float, float] = (-22.5, 22.5)  # degrees
+    flip_x_prob: float = 0.5
+    flip_y_prob: float = 0.5
+
+    def validate(self, where: str) -> None:
+        _check_range(where, "rotate_range", self.rotate_range)
+        _check_probability(where, "flip_x_prob", self.flip_x_prob)
+        _check_probability(where, "flip_y_prob", self.flip_y_prob)
+
+
+@dataclass
+class DataConfig:
+    """Where the data is, how a sample is built and how it is batched."""
+
+    train_infos: str = ""
+    val_infos: str = ""
+    dataroot: str = ""  # overrides the dataroot recorded in the info files when set
+    cameras: list[str] = field(default_factory=lambda: list(NUSCENES_CAMERAS))
+    input_size: tuple[int, int] = (256, 704)  # (H, W) after augmentation
+    image_aug: ImageAugConfig = field(default_factory=ImageAugConfig)
+    bev_aug: BevAugConfig = field(default_factory=BevAugConfig)
+    image_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)  # RGB, 0..255
+    image_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    load_occ: bool = True
+    grid: VoxelGrid = field(default_factory=VoxelGrid)
+    classes: ClassesConfig = field(default_factory=ClassesConfig)
+    target_sources: list[str] = field(default_factory=list)  # names registered in dataset.py
+    batch_size: int = 1
+    workers: int = 4
+    seed: int = 0
+
+    def validate(self, where: str) -> None:
+        if not self.cameras or len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"{where}.cameras: need a non-empty list without repeats")
+        if min(self.input_size) <= 0:
+            raise ValueError(f"{where}.input_size: (H, W) must be positive, got {self.input_size}")
+        if min(self.image_std) <= 0:
+            raise ValueError(f"{where}.image_std: must be positive, got {self.image_std}")
+        if self.batch_size < 1 or self.workers < 0:
+            raise ValueError(f"{where}: batch_size >= 1 and workers >= 0 required")
+        # Nested sections validate themselves when read from a config file; repeat it here for
+        # configs built directly in Python.
+        self.image_aug.validate(f"{where}.image_aug")
+        self.bev_aug.validate(f"{where}.bev_aug")
+        self.grid.validate(f"{where}.grid")
+        self.classes.validate(f"{where}.classes")

@@ -1,0 +1,269 @@
+"""The training/evaluation Dataset: one keyframe of an info file -> a dict of tensors.
+
+Frames: ``cam2ego`` maps camera points into the *key ego frame* (the ego pose of the
+keyframe's LiDAR), chained through the global frame in float64 because each camera has its
+own ego pose at its own timestamp; BEV augmentation is then applied on top.
+
+Render targets come from pluggable *target sources*: functions registered under a name with
+:func:`register_target_source` and selected by ``DataConfig.target_sources``. Each is called
+as ``source(info, sample, dataset)`` after the sample is built (so it can use the final,
+augmented ``img_aug`` and ``cam2ego``) and returns tensors that are merged into
+``sample["targets"]``. No source is registered here yet.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from renderlss.data.augment import (
+    BevAugParams,
+    apply_bev_aug_to_voxels,
+    apply_image_aug,
+    bev_aug_matrix,
+    image_aug_matrix,
+    sample_bev_aug,
+    sample_image_aug,
+)
+from renderlss.data.config import DataConfig
+from renderlss.data.infos import load_infos
+from renderlss.geometry import compose, invert_pose, pose_matrix
+
+OCC_FIELDS = ("semantics", "mask_lidar", "mask_camera")
+
+TargetSource = Callable[[dict, dict, "OccDataset"], dict[str, torch.Tensor]]
+TARGET_SOURCES: dict[str, TargetSource] = {}
+
+
+def register_target_source(name: str) -> Callable[[TargetSource], TargetSource]:
+    """Decorator registering a render-target source under ``name``."""
+
+    def register(source: TargetSource) -> TargetSource:
+        if name in TARGET_SOURCES:
+            raise ValueError(f"target source {name!r} is already registered")
+        TARGET_SOURCES[name] = source
+        return source
+
+    return register
+
+
+class PackedRecords:
+    """A read-only list of dicts kept as one pickled byte buffer.
+
+    DataLoader workers are forked from the main process; touching millions of small Python
+    objects there updates their reference counts and copies their memory pages into every
+    worker, which grows host memory with the number of workers. One numpy buffer is never
+    copied, and every access returns a fresh copy that callers may modify.
+    """
+
+    def __init__(self, records: list[dict]) -> None:
+        blobs = [pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL) for r in records]
+        self._offsets = np.cumsum([0] + [len(b) for b in blobs])
+        self._buffer = np.frombuffer(b"".join(blobs), dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(f"record {index} out of range [0, {len(self)})")
+        start, end = self._offsets[index], self._offsets[index + 1]
+        return pickle.loads(self._buffer[start:end].tobytes())
+
+
+def load_image(path: str, token: str) -> np.ndarray:
+    """[H, W, 3] uint8 RGB image; a missing or undecodable file raises naming it and the sample."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: image file missing (sample {token})")
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{path}: image file cannot be decoded (sample {token})")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def load_occ_labels(path: str, token: str, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """Occ3D ``labels.npz`` as uint8 arrays of the grid's shape, checked field by field."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: occupancy label file missing (sample {token})")
+    try:
+        with np.load(path) as data:
+            labels = {name: np.asarray(data[name]) for name in OCC_FIELDS if name in data}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise ValueError(
+            f"{path}: occupancy label file is corrupt (sample {token}): {err}"
+        ) from err
+    for name in OCC_FIELDS:
+        if name not in labels:
+            raise ValueError(f"{path}: field {name!r} missing (sample {token})")
+        if labels[name].shape != shape:
+            raise ValueError(
+                f"{path}: field {name!r} has shape {labels[name].shape}, the grid is {shape} "
+                f"(sample {token})"
+            )
+    return labels
+
+
+def info_pose(record: dict, name: str, where: str) -> np.ndarray:
+    """[4, 4] float64 pose from ``<name>_rotation`` / ``<name>_translation`` of an info record."""
+    try:
+        return pose_matrix(
+            record[f"{name}_rotation"], record[f"{name}_translation"], f"{where}, {name}"
+        )
+    except KeyError as err:
+        raise ValueError(f"{where}: field {err.args[0]!r} missing") from err
+
+
+class OccDataset(Dataset):
+    """Keyframes of an info file as model inputs (sample layout in docs/data.md).
+
+    Args:
+        infos: path of an info pickle, or ``(metadata, infos)`` as returned by ``load_infos``.
+        config: the data section of the experiment config.
+        train: random augmentation (seeded by ``(config.seed, epoch, index)``) when True;
+            deterministic resize + bottom crop and no BEV augmentation when False.
+    """
+
+    def __init__(
+        self, infos: str | Path | tuple[dict, list[dict]], config: DataConfig, train: bool
+    ) -> None:
+        if isinstance(infos, str | Path):
+            self.source = str(infos)
+            self.metadata, records = load_infos(infos)
+        else:
+            self.source = "<in-memory infos>"
+            self.metadata, records = infos
+        self.infos = PackedRecords(records)
+        self.config = config
+        self.train = train
+        self.epoch = 0
+        self.dataroot = config.dataroot or self.metadata.get("dataroot", "")
+        unknown = [name for name in config.target_sources if name not in TARGET_SOURCES]
+        if unknown:
+            raise ValueError(
+                f"data.target_sources: unknown {unknown}; registered: {sorted(TARGET_SOURCES)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.infos)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draws of an epoch (call before iterating)."""
+        self.epoch = epoch
+
+    def resolve(self, path: str, token: str) -> str:
+        """Absolute path of a file named in an info record."""
+        if os.path.isabs(path):
+            return path
+        if not self.dataroot:
+            raise ValueError(
+                f"{self.source}: sample {token} names the relative path {path!r} but no "
+                "dataroot is known; set data.dataroot"
+            )
+        return os.path.join(self.dataroot, path)
+
+    def _rng(self, index: int) -> np.random.Generator | None:
+        if not self.train:
+            return None
+        return np.random.default_rng([self.config.seed, self.epoch, index])
+
+    def _camera(self, info: dict, name: str, rng: np.random.Generator | None) -> dict:
+        """Image, intrinsics, augmentation and raw poses of one camera."""
+        token = info["token"]
+        where = f"{self.source}: sample {token}, camera {name}"
+        if name not in info["cams"]:
+            raise ValueError(f"{where}: camera missing (available: {sorted(info['cams'])})")
+        cam = info["cams"][name]
+        path = self.resolve(cam["data_path"], token)
+        image = load_image(path, token)
+        expected = (cam.get("height", 0), cam.get("width", 0))
+        if all(expected) and image.shape[:2] != expected:
+            raise ValueError(
+                f"{path}: image is {image.shape[1]}x{image.shape[0]}, info says "
+                f"{expected[1]}x{expected[0]} (sample {token})"
+            )
+        input_size = self.config.input_size
+        params = sample_image_aug(image.shape[:2], input_size, self.config.image_aug, rng)
+        return dict(
+            image=apply_image_aug(image, params, input_size),
+            intrinsic=np.asarray(cam["cam_intrinsic"], dtype=np.float64),
+            img_aug=image_aug_matrix(params, image.shape[:2], input_size),
+            sensor2ego=info_pose(cam, "sensor2ego", where),
+            ego2global=info_pose(cam, "ego2global", where),
+            path=path,
+        )
+
+    def _normalise(self, images: np.ndarray) -> torch.Tensor:
+        """[N, H, W, 3] uint8 RGB -> [N, 3, H, W] float32 normalised."""
+        mean = torch.tensor(self.config.image_mean, dtype=torch.float32)[:, None, None]
+        std = torch.tensor(self.config.image_std, dtype=torch.float32)[:, None, None]
+        pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+        return pixels.sub_(mean).div_(std).contiguous()
+
+    def _occupancy(self, info: dict, bev_params: BevAugParams) -> dict[str, torch.Tensor]:
+        token = info["token"]
+        if not info.get("occ_path"):
+            raise ValueError(
+                f"{self.source}: sample {token} has no occ_path (no Occ3D labels); "
+                "set data.load_occ=False to train without them"
+            )
+        grid = self.config.grid
+        labels = load_occ_labels(self.resolve(info["occ_path"], token), token, grid.shape)
+        fills = dict(semantics=self.config.classes.free_index, mask_lidar=0, mask_camera=0)
+        out = {
+            name: apply_bev_aug_to_voxels(labels[name], bev_params, grid, fills[name])
+            for name in OCC_FIELDS
+        }
+        return dict(
+            voxel_semantics=torch.from_numpy(out["semantics"].astype(np.int64)),
+            mask_lidar=torch.from_numpy(out["mask_lidar"].astype(bool)),
+            mask_camera=torch.from_numpy(out["mask_camera"].astype(bool)),
+        )
+
+    def __getitem__(self, index: int) -> dict:
+        info = self.infos[index]
+        token = info["token"]
+        rng = self._rng(index)
+        where = f"{self.source}: sample {token}"
+        lidar_ego2global = info_pose(info, "ego2global", where)
+        key_ego_from_global = invert_pose(lidar_ego2global)
+        cams = [self._camera(info, name, rng) for name in self.config.cameras]
+        bev_params = sample_bev_aug(self.config.bev_aug, rng)
+        bev_aug = bev_aug_matrix(bev_params, self.config.grid)
+        cam2ego = np.stack(
+            [compose(bev_aug, key_ego_from_global, c["ego2global"], c["sensor2ego"]) for c in cams]
+        )
+        sample = dict(
+            img=self._normalise(np.stack([c["image"] for c in cams])),
+            intrinsic=torch.from_numpy(np.stack([c["intrinsic"] for c in cams]).astype(np.float32)),
+            img_aug=torch.from_numpy(np.stack([c["img_aug"] for c in cams]).astype(np.float32)),
+            cam2ego=torch.from_numpy(cam2ego.astype(np.float32)),
+            bev_aug=torch.from_numpy(bev_aug.astype(np.float32)),
+            targets={},
+            meta=dict(
+                token=token,
+                scene_name=info.get("scene_name", ""),
+                timestamp=info.get("timestamp", 0),
+                cameras=list(self.config.cameras),
+                image_paths=[c["path"] for c in cams],
+                lidar_path=self.resolve(info["lidar_path"], token)
+                if info.get("lidar_path")
+                else "",
+                sensor2ego=np.stack([c["sensor2ego"] for c in cams]),
+                ego2global=np.stack([c["ego2global"] for c in cams]),
+                lidar_ego2global=lidar_ego2global,
+                bev_aug=bev_aug,
+            ),
+        )
+        if self.config.load_occ:
+            sample.update(self._occupancy(info, bev_params))
+        for name in self.config.target_sources:
+            sample["targets"].update(TARGET_SOURCES[name](info, sample, self))
+        return sample

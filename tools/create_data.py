@@ -1,0 +1,78 @@
+"""Write renderlss info files from a nuScenes-format dataroot.
+
+Example:
+    python tools/create_data.py --dataroot data/nuscenes --version v1.0-mini --out-dir data/infos
+
+One pickle per split (<out-dir>/<prefix>_infos_<split>.pkl, format in docs/formats.md):
+train/val for v1.0-trainval, mini_train/mini_val for v1.0-mini, test for v1.0-test (the
+official nuScenes scene lists), and a deterministic by-scene train/val split for any other
+version (e.g. a synthetic dataroot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from renderlss.data.infos import MissingFileError, create_infos  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dataroot", required=True, help="folder holding <version>/*.json")
+    parser.add_argument("--version", required=True, help="e.g. v1.0-mini, v1.0-trainval")
+    parser.add_argument("--out-dir", required=True, help="where the info pickles are written")
+    parser.add_argument(
+        "--prefix", default="renderlss", help="file name prefix (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--max-sweeps",
+        type=int,
+        default=10,
+        help="previous LiDAR sweeps kept per keyframe (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.25,
+        help="share of validation scenes for versions without an official split "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="skip (and count) samples whose image/LiDAR/sweep files are missing "
+        "instead of stopping at the first",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        report = create_infos(
+            dataroot=args.dataroot,
+            version=args.version,
+            out_dir=args.out_dir,
+            prefix=args.prefix,
+            max_sweeps=args.max_sweeps,
+            val_fraction=args.val_fraction,
+            skip_missing=args.skip_missing,
+        )
+    except MissingFileError as err:
+        print(f"error: {err}\n(use --skip-missing to skip such samples)", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(report.format())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
