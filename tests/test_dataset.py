@@ -14,12 +14,7 @@ from torch.utils.data import DataLoader
 from renderlss.configuration import ConfigError, from_dict
 from renderlss.data.collate import collate
 from renderlss.data.config import DataConfig, ImageAugConfig
-from renderlss.data.dataset import (
-    TARGET_SOURCES,
-    OccDataset,
-    PackedRecords,
-    register_target_source,
-)
+from renderlss.data.dataset import OccDataset, PackedRecords
 from renderlss.data.infos import create_infos, load_infos
 from renderlss.geometry.grid import VoxelGrid
 
@@ -187,26 +182,6 @@ def test_collate_and_loader(fixture_infos):
     assert mixed["meta"] == [dict(a=1), dict(a=2)]
     with pytest.raises(ValueError, match="sample 1 has keys"):
         collate([dict(x=torch.zeros(1)), dict(y=torch.zeros(1))])
-
-
-def test_target_source_hook(fixture_infos):
-    _, path = fixture_infos
-
-    @register_target_source("test-camera-count")
-    def camera_count(info, sample, dataset):
-        return dict(
-            count=torch.tensor(len(sample["img"])), token_len=torch.tensor(len(info["token"]))
-        )
-
-    try:
-        sample = OccDataset(path, make_config(target_sources=["test-camera-count"]), train=False)[0]
-        assert sample["targets"]["count"].item() == 6 and sample["targets"]["token_len"] == 32
-        with pytest.raises(ValueError, match="already registered"):
-            register_target_source("test-camera-count")(camera_count)
-    finally:
-        TARGET_SOURCES.pop("test-camera-count")
-    with pytest.raises(ValueError, match="unknown.*test-camera-count"):
-        OccDataset(path, make_config(target_sources=["test-camera-count"]), train=False)
 
 
 def test_bad_files_are_named(tmp_path):

@@ -16,6 +16,8 @@ NUSCENES_CAMERAS = [
     "CAM_BACK_RIGHT",
 ]
 
+TARGET_SOURCE_NAMES = ["lidar"]
+
 
 def _check_range(where: str, name: str, bounds: tuple[float, float]) -> None:
     if bounds[0] > bounds[1]:
@@ -67,6 +69,33 @@ class BevAugConfig:
 
 
 @dataclass
+class TargetConfig:
+    """Where render targets come from and how rays are drawn from them (the ``data.targets``
+    section; see ``renderlss.data.render_targets``)."""
+
+    # Target sources, combined as candidates: "lidar" (keyframe sweep + lidarseg).
+    # Empty: samples carry no render targets.
+    sources: list[str] = field(default_factory=list)
+    num_rays: int = 38400  # rays per sample after weighted sampling
+    adjacent_keyframes: int = 0  # k: also use rays of the +-k neighbouring keyframes
+    adjacent_weight: float = 0.3  # sampling weight of adjacent-frame rays
+    class_balance_alpha: float = 0.005  # w_c = exp(alpha * (max N / N_c - 1))
+    min_depth: float = 0.5  # camera-z metres; nearer targets are dropped
+    # Ego-vehicle body in the ego frame (x0, y0, z0, x1, y1, z1); LiDAR returns inside it
+    # are dropped. The default covers a nuScenes-sized car with the rear axle at the origin.
+    ego_box: tuple[float, float, float, float, float, float] = (-1.2, -1.1, -0.5, 3.6, 1.1, 2.2)
+
+    def validate(self, where: str) -> None:
+        unknown = set(self.sources) - set(TARGET_SOURCE_NAMES)
+        if unknown:
+            raise ValueError(
+                f"{where}.sources: unknown {sorted(unknown)}; known {TARGET_SOURCE_NAMES}"
+            )
+        if self.num_rays <= 0 or self.adjacent_keyframes < 0:
+            raise ValueError(f"{where}: num_rays must be > 0 and adjacent_keyframes >= 0")
+
+
+@dataclass
 class DataConfig:
     """Where the data is, how a sample is built and how it is batched."""
 
@@ -82,7 +111,7 @@ class DataConfig:
     load_occ: bool = True
     grid: VoxelGrid = field(default_factory=VoxelGrid)
     classes: ClassesConfig = field(default_factory=ClassesConfig)
-    target_sources: list[str] = field(default_factory=list)  # names registered in dataset.py
+    targets: TargetConfig = field(default_factory=TargetConfig)
     batch_size: int = 1
     workers: int = 4
     seed: int = 0
@@ -102,3 +131,6 @@ class DataConfig:
         self.bev_aug.validate(f"{where}.bev_aug")
         self.grid.validate(f"{where}.grid")
         self.classes.validate(f"{where}.classes")
+        self.targets.validate(f"{where}.targets")
+        if self.targets.sources and not self.classes.occ_class_names:
+            raise ValueError(f"{where}.classes: render targets need the class list")

@@ -4,11 +4,9 @@ Frames: ``cam2ego`` maps camera points into the *key ego frame* (the ego pose of
 keyframe's LiDAR), chained through the global frame in float64 because each camera has its
 own ego pose at its own timestamp; BEV augmentation is then applied on top.
 
-Render targets come from pluggable *target sources*: functions registered under a name with
-:func:`register_target_source` and selected by ``DataConfig.target_sources``. Each is called
-as ``source(info, sample, dataset)`` after the sample is built (so it can use the final,
-augmented ``img_aug`` and ``cam2ego``) and returns tensors that are merged into
-``sample["targets"]``. No source is registered here yet.
+Render targets (``sample["targets"]``) are rays in the augmented key-ego frame with depth and
+class targets, drawn from the target sources named in ``data.targets`` (see
+``renderlss.data.render_targets``); with no source configured the dict stays empty.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -34,25 +31,14 @@ from renderlss.data.augment import (
     sample_image_aug,
 )
 from renderlss.data.config import DataConfig
-from renderlss.data.infos import load_infos
-from renderlss.geometry import compose, invert_pose, pose_matrix
+from renderlss.data.infos import info_pose, load_infos
+from renderlss.data.render_targets import (
+    build_ray_targets,
+    camera_to_key_ego,
+    make_target_sources,
+)
 
 OCC_FIELDS = ("semantics", "mask_lidar", "mask_camera")
-
-TargetSource = Callable[[dict, dict, "OccDataset"], dict[str, torch.Tensor]]
-TARGET_SOURCES: dict[str, TargetSource] = {}
-
-
-def register_target_source(name: str) -> Callable[[TargetSource], TargetSource]:
-    """Decorator registering a render-target source under ``name``."""
-
-    def register(source: TargetSource) -> TargetSource:
-        if name in TARGET_SOURCES:
-            raise ValueError(f"target source {name!r} is already registered")
-        TARGET_SOURCES[name] = source
-        return source
-
-    return register
 
 
 class PackedRecords:
@@ -111,16 +97,6 @@ def load_occ_labels(path: str, token: str, shape: tuple[int, int, int]) -> dict[
     return labels
 
 
-def info_pose(record: dict, name: str, where: str) -> np.ndarray:
-    """[4, 4] float64 pose from ``<name>_rotation`` / ``<name>_translation`` of an info record."""
-    try:
-        return pose_matrix(
-            record[f"{name}_rotation"], record[f"{name}_translation"], f"{where}, {name}"
-        )
-    except KeyError as err:
-        raise ValueError(f"{where}: field {err.args[0]!r} missing") from err
-
-
 class OccDataset(Dataset):
     """Keyframes of an info file as model inputs (sample layout in docs/data.md).
 
@@ -145,11 +121,8 @@ class OccDataset(Dataset):
         self.train = train
         self.epoch = 0
         self.dataroot = config.dataroot or self.metadata.get("dataroot", "")
-        unknown = [name for name in config.target_sources if name not in TARGET_SOURCES]
-        if unknown:
-            raise ValueError(
-                f"data.target_sources: unknown {unknown}; registered: {sorted(TARGET_SOURCES)}"
-            )
+        self.index_of_token = {info["token"]: i for i, info in enumerate(records)}
+        self.target_sources = make_target_sources(config.targets, self.dataroot, config.classes)
 
     def __len__(self) -> int:
         return len(self.infos)
@@ -233,12 +206,11 @@ class OccDataset(Dataset):
         rng = self._rng(index)
         where = f"{self.source}: sample {token}"
         lidar_ego2global = info_pose(info, "ego2global", where)
-        key_ego_from_global = invert_pose(lidar_ego2global)
         cams = [self._camera(info, name, rng) for name in self.config.cameras]
         bev_params = sample_bev_aug(self.config.bev_aug, rng)
         bev_aug = bev_aug_matrix(bev_params, self.config.grid)
         cam2ego = np.stack(
-            [compose(bev_aug, key_ego_from_global, c["ego2global"], c["sensor2ego"]) for c in cams]
+            [bev_aug @ camera_to_key_ego(info["cams"][name], info) for name in self.config.cameras]
         )
         sample = dict(
             img=self._normalise(np.stack([c["image"] for c in cams])),
@@ -264,6 +236,26 @@ class OccDataset(Dataset):
         )
         if self.config.load_occ:
             sample.update(self._occupancy(info, bev_params))
-        for name in self.config.target_sources:
-            sample["targets"].update(TARGET_SOURCES[name](info, sample, self))
+        if self.target_sources:
+            sample["targets"] = self._render_targets(info, index, bev_aug)
         return sample
+
+    def _lookup(self, token: str) -> dict | None:
+        index = self.index_of_token.get(token)
+        return None if index is None else self.infos[index]
+
+    def _render_targets(self, info: dict, index: int, bev_aug: np.ndarray) -> dict:
+        # Ray draws are random in eval mode too (a fixed subset per sample), seeded by index.
+        rng = np.random.default_rng([self.config.seed, self.epoch if self.train else 0, index])
+        rays = build_ray_targets(
+            info,
+            self._lookup,
+            self.target_sources,
+            self.config.cameras,
+            self.config.targets,
+            self.config.classes,
+            self.config.grid,
+            bev_aug,
+            rng,
+        )
+        return {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in rays.items()}

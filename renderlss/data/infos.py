@@ -25,7 +25,7 @@ from renderlss.data.nuscenes_access import (
     scene_sample_tokens,
 )
 from renderlss.data.splits import split_scenes
-from renderlss.geometry import compose, invert_pose
+from renderlss.geometry import compose, invert_pose, pose_matrix
 from renderlss.io import atomic_save_pickle
 
 INFO_FORMAT = "renderlss-infos"
@@ -37,6 +37,16 @@ DATAROOT_FOLDERS = ("samples", "sweeps", "lidarseg", "gts")
 
 class MissingFileError(FileNotFoundError):
     """A file that the tables reference is not on disk."""
+
+
+def info_pose(record: dict, name: str, where: str) -> np.ndarray:
+    """[4, 4] float64 pose from ``<name>_rotation`` / ``<name>_translation`` of an info record."""
+    try:
+        return pose_matrix(
+            record[f"{name}_rotation"], record[f"{name}_translation"], f"{where}, {name}"
+        )
+    except KeyError as err:
+        raise ValueError(f"{where}: field {err.args[0]!r} missing") from err
 
 
 def occ_label_path(scene_name: str, sample_token: str) -> str:

@@ -8,43 +8,19 @@ applied. A fixed number of rays is then drawn by weighted ray sampling.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from renderlss.data.classes import ClassesConfig, learning_map_table
+from renderlss.data.config import TargetConfig
+from renderlss.data.infos import info_pose
 from renderlss.data.ray_sampling import class_balance_weights, draw_rays, ray_weights
 from renderlss.geometry import compose, invert_pose, unproject_pixels
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.labels.pixel_targets import PixelTargets
-from renderlss.labels.sources import LidarTargetSource, TargetSource, sensor_pose
-
-
-@dataclass
-class TargetConfig:
-    """Where render targets come from and how rays are drawn from them."""
-
-    # Target sources, combined as candidates: "lidar" (keyframe sweep + lidarseg).
-    sources: list[str] = field(default_factory=lambda: ["lidar"])
-    num_rays: int = 38400  # rays per sample after weighted sampling
-    adjacent_keyframes: int = 0  # k: also use rays of the +-k neighbouring keyframes
-    adjacent_weight: float = 0.3  # sampling weight of adjacent-frame rays
-    class_balance_alpha: float = 0.005  # w_c = exp(alpha * (max N / N_c - 1))
-    min_depth: float = 0.5  # camera-z metres; nearer targets are dropped
-    # Ego-vehicle body in the ego frame (x0, y0, z0, x1, y1, z1); LiDAR returns inside it
-    # are dropped. The default covers a nuScenes-sized car with the rear axle at the origin.
-    ego_box: tuple[float, float, float, float, float, float] = (-1.2, -1.1, -0.5, 3.6, 1.1, 2.2)
-
-    def validate(self, where: str) -> None:
-        unknown = set(self.sources) - set(SOURCE_NAMES)
-        if unknown:
-            raise ValueError(f"{where}.sources: unknown {sorted(unknown)}; known {SOURCE_NAMES}")
-        if self.num_rays <= 0 or self.adjacent_keyframes < 0:
-            raise ValueError(f"{where}: num_rays must be > 0 and adjacent_keyframes >= 0")
-
-
-SOURCE_NAMES = ["lidar"]
+from renderlss.labels.sources import LidarTargetSource, TargetSource
 
 
 def make_target_sources(
@@ -65,9 +41,9 @@ def camera_to_key_ego(cam_info: dict, key_info: dict) -> np.ndarray:
     own timestamp (``inv(ego2global_key) @ ego2global_cam @ sensor2ego_cam``)."""
     what = f"sample {key_info['token']}"
     return compose(
-        invert_pose(sensor_pose(key_info, "ego2global", what)),
-        sensor_pose(cam_info, "ego2global", what),
-        sensor_pose(cam_info, "sensor2ego", what),
+        invert_pose(info_pose(key_info, "ego2global", what)),
+        info_pose(cam_info, "ego2global", what),
+        info_pose(cam_info, "sensor2ego", what),
     )
 
 
@@ -89,16 +65,17 @@ def pixel_rays(
     return origins.astype(np.float32), dirs.astype(np.float32), (1.0 / norm).astype(np.float32)
 
 
-def neighbour_infos(info: dict, by_token: dict[str, dict], k: int) -> list[dict]:
-    """Up to k keyframes before and k after ``info`` in its scene (via prev/next tokens)."""
+def neighbour_infos(info: dict, lookup: Callable[[str], dict | None], k: int) -> list[dict]:
+    """Up to k keyframes before and k after ``info`` in its scene, following prev/next
+    tokens through ``lookup`` (token -> info, or None when the split does not hold it)."""
     found = []
     for link in ("prev", "next"):
         current = info
         for _ in range(k):
             token = current.get(link, "")
-            if not token or token not in by_token:
+            current = lookup(token) if token else None
+            if current is None:
                 break
-            current = by_token[token]
             found.append(current)
     return found
 
@@ -141,7 +118,7 @@ def inside_grid(rays: dict[str, np.ndarray], grid: VoxelGrid) -> np.ndarray:
 
 def build_ray_targets(
     info: dict,
-    by_token: dict[str, dict],
+    lookup: Callable[[str], dict | None],
     sources: list[TargetSource],
     cameras: list[str],
     config: TargetConfig,
@@ -158,7 +135,7 @@ def build_ray_targets(
         none), confidence [R], adjacent [R] bool.
     """
     frames = [(info, False)] + [
-        (nb, True) for nb in neighbour_infos(info, by_token, config.adjacent_keyframes)
+        (nb, True) for nb in neighbour_infos(info, lookup, config.adjacent_keyframes)
     ]
     parts = []
     for frame_info, adjacent in frames:

@@ -12,7 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
-from renderlss.geometry import pose_matrix, transform_points
+from renderlss.data.infos import info_pose
+from renderlss.geometry import transform_points
 from renderlss.labels.lidar_projection import (
     lidar_to_camera,
     load_lidar_points,
@@ -27,13 +28,6 @@ class TargetSource(Protocol):
     """Produces sparse or dense pixel targets for the cameras of one keyframe."""
 
     def __call__(self, info: dict, cameras: list[str]) -> dict[str, PixelTargets]: ...
-
-
-def sensor_pose(record: dict, prefix: str, what: str) -> np.ndarray:
-    """[4, 4] pose from ``<prefix>_rotation`` / ``<prefix>_translation`` fields of ``record``."""
-    return pose_matrix(
-        record[f"{prefix}_rotation"], record[f"{prefix}_translation"], f"{what} {prefix}"
-    )
 
 
 class LidarTargetSource:
@@ -70,10 +64,10 @@ class LidarTargetSource:
             semantics = self.learning_table[raw]
         else:
             semantics = np.full(len(points), self.ignore_index, dtype=np.uint8)
-        lidar2ego = sensor_pose(info, "lidar2ego", what)
+        lidar2ego = info_pose(info, "lidar2ego", what)
         keep = outside_box(transform_points(lidar2ego, points), self.ego_box)
         points, semantics = points[keep], semantics[keep]
-        ego2global_lidar = sensor_pose(info, "ego2global", what)
+        ego2global_lidar = info_pose(info, "ego2global", what)
         targets = {}
         for cam in cameras:
             cam_info = info["cams"][cam]
@@ -81,8 +75,8 @@ class LidarTargetSource:
             to_cam = lidar_to_camera(
                 lidar2ego,
                 ego2global_lidar,
-                sensor_pose(cam_info, "ego2global", cam_what),
-                sensor_pose(cam_info, "sensor2ego", cam_what),
+                info_pose(cam_info, "ego2global", cam_what),
+                info_pose(cam_info, "sensor2ego", cam_what),
             )
             targets[cam] = project_lidar_targets(
                 transform_points(to_cam, points),

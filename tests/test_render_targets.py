@@ -1,0 +1,88 @@
+"""Ray targets of a sample, checked against the hand-chosen LiDAR points of the fixture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from nuscenes_fixture import (
+    INTRINSIC,
+    LIDAR_POINTS,
+    LIDAR_TRANSLATION,
+    LIDARSEG_LABELS,
+    make_nuscenes_dataroot,
+)
+
+from renderlss.data.classes import learning_map_table, load_classes
+from renderlss.data.config import DataConfig, TargetConfig
+from renderlss.data.dataset import OccDataset
+from renderlss.data.infos import create_infos
+from renderlss.data.render_targets import neighbour_infos
+from renderlss.geometry import pose_matrix, transform_points, yaw_to_quaternion
+from renderlss.geometry.grid import VoxelGrid
+
+CLASSES = load_classes("configs/_base_/occ3d_nuscenes.py")
+GRID = VoxelGrid((-20.0, -20.0, -3.0, 20.0, 20.0, 3.0), (0.5, 0.5, 0.5))
+NO_EGO_BOX = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def infos_path(tmp_path_factory):
+    root = make_nuscenes_dataroot(tmp_path_factory.mktemp("nuscenes") / "root")
+    create_infos(str(root), "v1.0-fixture", str(root / "infos"), show_progress=False)
+    return root / "infos" / "renderlss_infos_train.pkl"
+
+
+def make_dataset(infos_path, train=False, **targets) -> OccDataset:
+    targets = dict(dict(sources=["lidar"], num_rays=16, ego_box=NO_EGO_BOX), **targets)
+    target_cfg = TargetConfig(**targets)
+    config = DataConfig(
+        input_size=(12, 20), grid=GRID, classes=CLASSES, load_occ=False, targets=target_cfg
+    )
+    return OccDataset(infos_path, config, train=train)
+
+
+def test_rays_end_on_the_lidar_points(infos_path):
+    sample = make_dataset(infos_path)[0]
+    rays = {k: v.numpy() for k, v in sample["targets"].items()}
+    assert rays["depth"].shape == (16,) and rays["origins"].shape == (16, 3)
+    np.testing.assert_allclose(np.linalg.norm(rays["dirs"], axis=1), 1.0, atol=1e-6)
+    ends = rays["origins"] + rays["dirs"] * (rays["depth"] / rays["z_per_t"])[:, None]
+    # The fixture's points in the key ego frame (LIDAR_TOP yaw -90 deg at LIDAR_TRANSLATION).
+    lidar2ego = pose_matrix(yaw_to_quaternion(np.deg2rad(-90.0)), LIDAR_TRANSLATION)
+    expected = transform_points(lidar2ego, LIDAR_POINTS[:, :3].astype(np.float64))
+    expected_cls = learning_map_table(CLASSES)[LIDARSEG_LABELS]
+    # Targets sit at pixel centres: the end point is off by at most ~1 pixel at its depth.
+    tolerance = rays["depth"] / INTRINSIC[0][0] * 1.5
+    for end, cls, tol in zip(ends, rays["semantics"], tolerance):
+        dist = np.linalg.norm(expected - end, axis=1)
+        nearest = int(np.argmin(dist))
+        assert dist[nearest] < tol
+        assert cls == expected_cls[nearest]
+    assert not rays["adjacent"].any()
+
+
+def test_adjacent_keyframes_add_rays(infos_path):
+    dataset = make_dataset(infos_path, adjacent_keyframes=1, num_rays=200)
+    sample = dataset[1]  # the middle keyframe of the first scene has both neighbours
+    assert sample["targets"]["adjacent"].any()
+    info = dataset.infos[1]
+    assert len(neighbour_infos(info, dataset._lookup, 1)) == 2
+    assert len(neighbour_infos(dataset.infos[0], dataset._lookup, 3)) == 2  # scene end
+
+
+def test_bev_augmentation_applies_to_rays(infos_path):
+    sample = make_dataset(infos_path, train=True)[0]
+    bev = sample["bev_aug"].numpy().astype(np.float64)
+    assert not np.allclose(bev, np.eye(4))  # this seed draws a real rotation/flip
+    rays = {k: v.numpy() for k, v in sample["targets"].items()}
+    ends = rays["origins"] + rays["dirs"] * (rays["depth"] / rays["z_per_t"])[:, None]
+    lidar2ego = pose_matrix(yaw_to_quaternion(np.deg2rad(-90.0)), LIDAR_TRANSLATION)
+    expected = transform_points(bev @ lidar2ego, LIDAR_POINTS[:, :3].astype(np.float64))
+    tolerance = rays["depth"] / INTRINSIC[0][0] * 1.5
+    for end, tol in zip(ends, tolerance):
+        assert np.min(np.linalg.norm(expected - end, axis=1)) < tol
+
+
+def test_unknown_source_is_rejected():
+    with pytest.raises(ValueError, match="unknown.*'sam'"):
+        TargetConfig(sources=["sam"]).validate("data.targets")
