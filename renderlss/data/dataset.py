@@ -35,7 +35,9 @@ from renderlss.data.infos import info_pose, load_infos
 from renderlss.data.render_targets import (
     build_ray_targets,
     camera_to_key_ego,
+    collect_frame_targets,
     make_target_sources,
+    sparse_depth_image,
 )
 
 OCC_FIELDS = ("semantics", "mask_lidar", "mask_camera")
@@ -237,25 +239,36 @@ class OccDataset(Dataset):
         if self.config.load_occ:
             sample.update(self._occupancy(info, bev_params))
         if self.target_sources:
-            sample["targets"] = self._render_targets(info, index, bev_aug)
+            img_aug = np.stack([c["img_aug"] for c in cams])
+            sample["targets"] = self._render_targets(info, index, bev_aug, img_aug)
         return sample
 
     def _lookup(self, token: str) -> dict | None:
         index = self.index_of_token.get(token)
         return None if index is None else self.infos[index]
 
-    def _render_targets(self, info: dict, index: int, bev_aug: np.ndarray) -> dict:
-        # Ray draws are random in eval mode too (a fixed subset per sample), seeded by index.
-        rng = np.random.default_rng([self.config.seed, self.epoch if self.train else 0, index])
-        rays = build_ray_targets(
+    def _render_targets(
+        self, info: dict, index: int, bev_aug: np.ndarray, img_aug: np.ndarray
+    ) -> dict[str, torch.Tensor]:
+        """Rays with targets, plus ``image_depth`` [N, H, W]: the current keyframe's target
+        depth in each augmented input image (for the LSS depth loss)."""
+        frames = collect_frame_targets(
             info,
             self._lookup,
             self.target_sources,
             self.config.cameras,
-            self.config.targets,
-            self.config.classes,
-            self.config.grid,
-            bev_aug,
-            rng,
+            self.config.targets.adjacent_keyframes,
+        )
+        # Ray draws are random in eval mode too (a fixed subset per sample), seeded by index.
+        rng = np.random.default_rng([self.config.seed, self.epoch if self.train else 0, index])
+        rays = build_ray_targets(
+            frames, self.config.targets, self.config.classes, self.config.grid, bev_aug, rng
+        )
+        current = frames[0][2]
+        rays["image_depth"] = np.stack(
+            [
+                sparse_depth_image(current[cam], aug, self.config.input_size)
+                for cam, aug in zip(self.config.cameras, img_aug)
+            ]
         )
         return {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in rays.items()}

@@ -19,6 +19,7 @@ from renderlss.data.infos import info_pose
 from renderlss.data.ray_sampling import class_balance_weights, draw_rays, ray_weights
 from renderlss.geometry import compose, invert_pose, unproject_pixels
 from renderlss.geometry.grid import VoxelGrid
+from renderlss.labels.lidar_projection import nearest_per_pixel
 from renderlss.labels.pixel_targets import PixelTargets
 from renderlss.labels.sources import LidarTargetSource, TargetSource
 
@@ -116,11 +117,32 @@ def inside_grid(rays: dict[str, np.ndarray], grid: VoxelGrid) -> np.ndarray:
     return valid | (rays["depth"] <= 0)
 
 
-def build_ray_targets(
+def collect_frame_targets(
     info: dict,
     lookup: Callable[[str], dict | None],
     sources: list[TargetSource],
     cameras: list[str],
+    adjacent_keyframes: int,
+) -> list[tuple[dict, bool, dict[str, PixelTargets]]]:
+    """Pixel targets of every source for the keyframe and its +-k neighbours.
+
+    Returns:
+        (frame info, is_adjacent, {camera: targets of all sources concatenated}) per frame,
+        the current keyframe first.
+    """
+    frames = [(info, False)] + [
+        (nb, True) for nb in neighbour_infos(info, lookup, adjacent_keyframes)
+    ]
+    collected = []
+    for frame_info, adjacent in frames:
+        per_source = [source(frame_info, cameras) for source in sources]
+        merged = {cam: PixelTargets.concatenate([t[cam] for t in per_source]) for cam in cameras}
+        collected.append((frame_info, adjacent, merged))
+    return collected
+
+
+def build_ray_targets(
+    frames: list[tuple[dict, bool, dict[str, PixelTargets]]],
     config: TargetConfig,
     classes: ClassesConfig,
     grid: VoxelGrid,
@@ -129,23 +151,23 @@ def build_ray_targets(
 ) -> dict[str, np.ndarray]:
     """A fixed-size set of training rays for one sample.
 
+    Args:
+        frames: from :func:`collect_frame_targets`; the first is the current keyframe.
+        bev_aug: [4, 4] BEV augmentation of the sample.
     Returns:
         dict of arrays with R = ``config.num_rays`` rows: origins [R, 3], dirs [R, 3],
         z_per_t [R], depth [R] (camera z, 0 = none), semantics [R] uint8 (ignore_index =
         none), confidence [R], adjacent [R] bool.
     """
-    frames = [(info, False)] + [
-        (nb, True) for nb in neighbour_infos(info, lookup, config.adjacent_keyframes)
-    ]
+    key_info = frames[0][0]
     parts = []
-    for frame_info, adjacent in frames:
-        for source in sources:
-            rays = candidate_rays(source(frame_info, cameras), frame_info, info, bev_aug)
-            if rays:
-                rays["adjacent"] = np.full(len(rays["depth"]), adjacent)
-                parts.append(rays)
+    for frame_info, adjacent, targets in frames:
+        rays = candidate_rays(targets, frame_info, key_info, bev_aug)
+        if rays:
+            rays["adjacent"] = np.full(len(rays["depth"]), adjacent)
+            parts.append(rays)
     if not parts:
-        raise ValueError(f"sample {info['token']}: no render targets in any camera")
+        raise ValueError(f"sample {key_info['token']}: no render targets in any camera")
     rays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     rays = {key: value[inside_grid(rays, grid)] for key, value in rays.items()}
     num_cls = len(classes.occ_class_names)
@@ -164,3 +186,29 @@ def build_ray_targets(
     )
     chosen = draw_rays(weights, config.num_rays, rng)
     return {key: value[chosen] for key, value in rays.items()}
+
+
+def sparse_depth_image(
+    targets: PixelTargets, img_aug: np.ndarray, size: tuple[int, int]
+) -> np.ndarray:
+    """Target depths of one camera rasterised into the augmented input image.
+
+    Args:
+        targets: pixel targets in original image coordinates.
+        img_aug: [3, 3] original -> augmented image coordinates.
+        size: (H, W) of the augmented image.
+    Returns:
+        [H, W] float32 camera-z depth, the nearest target per pixel, 0 where none.
+    """
+    height, width = size
+    image = np.zeros(size, dtype=np.float32)
+    has_depth = targets.depth > 0
+    if not has_depth.any():
+        return image
+    uv = targets.uv[has_depth] @ img_aug[:2, :2].T + img_aug[:2, 2]
+    depth = targets.depth[has_depth]
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
+    uv, depth = uv[inside], depth[inside]
+    keep = nearest_per_pixel(uv, depth, width, height)
+    image[np.floor(uv[keep, 1]).astype(int), np.floor(uv[keep, 0]).astype(int)] = depth[keep]
+    return image

@@ -31,3 +31,13 @@ class PixelTargets:
         return PixelTargets(
             self.uv[keep], self.depth[keep], self.semantics[keep], self.confidence[keep]
         )
+
+    @staticmethod
+    def concatenate(parts: list[PixelTargets]) -> PixelTargets:
+        """All targets of ``parts`` (e.g. of several sources) in one set."""
+        return PixelTargets(
+            np.concatenate([p.uv for p in parts]).reshape(-1, 2),
+            np.concatenate([p.depth for p in parts]),
+            np.concatenate([p.semantics for p in parts]),
+            np.concatenate([p.confidence for p in parts]),
+        )
