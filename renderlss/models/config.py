@@ -145,6 +145,9 @@ class LossConfig:
     silog_min_depth: float = 1e-3
     # Cross-entropy on rendered semantics with class weights from class frequencies.
     semantic_weight: float = 1.0
+    # Class counts (JSON written by tools/class_frequencies.py) the class weights come from;
+    # "" weighs every class 1.
+    class_counts: str = ""
     class_weighting: Literal["none", "exp", "inv_log"] = "exp"
     # exp: w_c = min(exp(alpha * (max_N / N_c - 1)), class_weight_max).
     class_weight_alpha: float = 0.005

@@ -1,0 +1,48 @@
+"""The experiment config: the schema of a whole config file and its loader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from renderlss.configuration import (
+    ConfigError,
+    apply_overrides,
+    from_dict,
+    read_config_file,
+)
+from renderlss.data.config import DataConfig
+from renderlss.models.config import ModelConfig
+from renderlss.ops.config import RenderConfig
+from renderlss.train.config import TrainConfig
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything a run needs: ``data``, ``model``, ``render`` and ``train`` sections."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self, where: str) -> None:
+        expected = self.data.classes.num_classes
+        if self.data.classes.occ_class_names and self.model.head.num_classes != expected:
+            raise ConfigError(
+                f"model.head.num_classes is {self.model.head.num_classes} but data.classes "
+                f"has {expected} classes including free"
+            )
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read, merge, override and validate an experiment config file.
+
+    Raises:
+        ConfigError: unknown keys (with the nearest valid key), wrong types, bad values.
+    """
+    raw = apply_overrides(read_config_file(path), overrides or [])
+    try:
+        return from_dict(ExperimentConfig, raw)
+    except ValueError as err:
+        raise ConfigError(f"{path}: {err}") from err

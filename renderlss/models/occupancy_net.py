@@ -1,0 +1,111 @@
+"""The assembled render-supervised LSS occupancy network.
+
+images -> ResNet -> neck -> depth net (depth distribution + context) -> lift (frustum points
+in the key-ego frame) -> splat into a [B, C, X, Y, Z] volume -> 3D encoder -> density and
+semantic logits per voxel -> volume rendering along the sample's target rays.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from renderlss.geometry.grid import VoxelGrid
+from renderlss.models.backbone import build_backbone
+from renderlss.models.config import ModelConfig
+from renderlss.models.depth_bins import bin_centers
+from renderlss.models.depth_net import build_depth_net, camera_params
+from renderlss.models.encoder3d import build_encoder3d
+from renderlss.models.heads import build_head
+from renderlss.models.neck import build_neck
+from renderlss.ops.config import RenderConfig
+from renderlss.ops.frustum import frustum_points
+from renderlss.ops.rays import Rays
+from renderlss.ops.render import RenderOutput, render_rays
+from renderlss.ops.splat import splat_depth_context
+
+
+class OccupancyNet(nn.Module):
+    """Cameras in, a semantic density volume out, rendered back along rays.
+
+    Args:
+        config: the ``model`` section.
+        grid: the voxel grid of the volume (key-ego frame).
+        render: renderer parameters.
+    """
+
+    def __init__(self, config: ModelConfig, grid: VoxelGrid, render: RenderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.grid = grid
+        self.render_config = render
+        self.backbone = build_backbone(config.backbone)
+        self.neck = build_neck(config.neck, self.backbone.out_channels, self.backbone.out_strides)
+        self.depth_net = build_depth_net(config.depth, config.neck.out_channels)
+        self.encoder = build_encoder3d(config.encoder3d, config.depth.context_channels)
+        self.head = build_head(config.head, config.encoder3d.channels)
+        # Not a parameter and not saved: it follows from the config.
+        self.register_buffer("depth_centers", bin_centers(config.depth.bins), persistent=False)
+
+    def volume(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Per-voxel predictions of a batch.
+
+        Args:
+            batch: ``img`` [B, N, 3, H, W], ``img_aug`` / ``intrinsic`` [B, N, 3, 3],
+                ``cam2ego`` [B, N, 4, 4] (see docs/data.md).
+        Returns:
+            density [B, 1, X, Y, Z] (sigma >= 0 per metre), logits [B, K, X, Y, Z],
+            depth_logits [B*N, D, h, w].
+        """
+        images = batch["img"]
+        b, n = images.shape[:2]
+        features = self.neck(self.backbone(images.flatten(0, 1)))
+        size = tuple(features.shape[-2:])
+        stride = self.config.neck.out_stride
+        cam = None
+        if self.config.depth.camera_aware:
+            cam = camera_params((batch["img_aug"] @ batch["intrinsic"]).flatten(0, 1), stride, size)
+        depth_logits, context = self.depth_net(features, cam)
+        points = frustum_points(
+            self.depth_centers, size, stride, batch["img_aug"], batch["intrinsic"], batch["cam2ego"]
+        )
+        depth = depth_logits.softmax(dim=1).unflatten(0, (b, n))
+        volume = splat_depth_context(depth, context.unflatten(0, (b, n)), points, self.grid)
+        density, logits = self.head(self.encoder(volume))
+        return dict(density=density, logits=logits, depth_logits=depth_logits)
+
+    def render(
+        self, predictions: dict[str, torch.Tensor], rays: dict[str, torch.Tensor]
+    ) -> RenderOutput:
+        """Render the predicted volume along rays ``origins``/``dirs`` [B, R, 3] and
+        ``z_per_t`` [B, R] (the ``targets`` of a batch)."""
+        return render_rays(
+            predictions["density"],
+            predictions["logits"],
+            Rays(rays["origins"], rays["dirs"], rays["z_per_t"]),
+            self.grid,
+            self.render_config,
+            training=self.training,
+        )
+
+    def forward(self, batch: dict) -> tuple[dict[str, torch.Tensor], RenderOutput]:
+        """Volume predictions and their rendering along the batch's target rays."""
+        predictions = self.volume(batch)
+        return predictions, self.render(predictions, batch["targets"])
+
+
+def predict_occupancy(
+    density: torch.Tensor, logits: torch.Tensor, threshold: float, free_index: int
+) -> torch.Tensor:
+    """Occ3D-style labels: ``free_index`` where density <= threshold, else the most likely
+    non-free class.
+
+    Args:
+        density: [B, 1, X, Y, Z]; logits: [B, K, X, Y, Z] with the free class at ``free_index``.
+    Returns:
+        [B, X, Y, Z] int64 class indices.
+    """
+    occupied_logits = torch.cat([logits[:, :free_index], logits[:, free_index + 1 :]], dim=1)
+    cls = occupied_logits.argmax(dim=1)
+    cls = torch.where(cls >= free_index, cls + 1, cls)
+    return torch.where(density[:, 0] > threshold, cls, torch.full_like(cls, free_index))
