@@ -141,7 +141,7 @@ def train(
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         optimizer.step()
         schedule.step()
-        record = {name: float(value) for name, value in terms.items()}
+        record = {name: value.item() for name, value in terms.items()}
         record.update(loss=float(total), lr=schedule.get_last_lr()[0])
         record["time"] = time.perf_counter() - start
         history.append(record)
