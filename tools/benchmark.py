@@ -1,0 +1,468 @@
+#!/usr/bin/env python
+"""Measure renderlss: speed and peak memory of its parts against naive references.
+
+Every case runs in a fresh process so that its peak resident memory (CPU) or peak allocated
+memory (CUDA) is its own. Ratios are only meaningful between cases of one run: shared
+machines are noisy. Results print as a table and are written to a JSON file.
+
+Sections (``--only``):
+  synthetic  seconds to generate one synthetic keyframe (demo resolution and 1600x900)
+  data       Dataset samples/s with 0 and 2 loader workers on a generated synthetic dataroot
+  splat      splat variants vs the LSS cumsum-trick splat (forward + backward)
+  render     the renderer (box clipping + early termination) vs dense sampling of every step
+  model      one forward + backward of the whole network
+Scales (``--scales``): demo (configs/synthetic_demo.py) and paper (configs/renderocc_r50_occ3d.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCALE_CONFIGS = {
+    "demo": ROOT / "configs" / "synthetic_demo.py",
+    "paper": ROOT / "configs" / "renderocc_r50_occ3d.py",
+}
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process so far: CUDA allocator peak, or resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn, device: torch.device, repeats: int) -> dict:
+    """Median wall time of ``fn()`` over ``repeats`` runs after two warm-ups (oneDNN and the
+    allocator settle on new shapes), and the peak memory it added on top of what existed
+    before the warm-ups."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device) / 2**20
+    else:
+        base = peak_memory_mb(device)
+    for _ in range(2):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return dict(
+        seconds=statistics.median(times),
+        peak_extra_mb=round(peak_memory_mb(device) - base, 1),
+        repeats=repeats,
+    )
+
+
+def _child(queue, case: str, kwargs: dict) -> None:
+    torch.manual_seed(0)
+    try:
+        queue.put(CASES[case](**kwargs))
+    except Exception as err:  # report the failure of one case instead of losing the run
+        queue.put(dict(error=f"{type(err).__name__}: {err}"))
+
+
+def run_isolated(case: str, **kwargs) -> dict:
+    """Run ``CASES[case](**kwargs)`` in a fresh process and return its result dict."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, case, kwargs))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def load_scale(scale: str):
+    from renderlss.experiment import load_experiment
+
+    return load_experiment(SCALE_CONFIGS[scale])
+
+
+def feature_shape(config) -> tuple[int, int, int, int]:
+    """(N cameras, D bins, h, w) of the lifted frustum for a config."""
+    from renderlss.models.neck import output_size
+
+    stride = config.model.neck.out_stride
+    h, w = output_size(config.data.input_size, 1, stride)
+    return len(config.data.cameras), config.model.depth.bins.num_bins, h, w
+
+
+def rig_batch(config, device: torch.device) -> dict:
+    """Camera inputs of one sample: the nuScenes-like rig at 1600x900, resized and bottom-
+    cropped to the config's input size as the Dataset does in eval mode."""
+    from renderlss.data.augment import image_aug_matrix, sample_image_aug
+    from renderlss.synthetic.rig import camera_rig
+
+    cams = camera_rig(1600, 900, 20.0)
+    params = sample_image_aug((900, 1600), config.data.input_size, config.data.image_aug, None)
+    aug = image_aug_matrix(params, (900, 1600), config.data.input_size)
+    as_t = lambda a: torch.as_tensor(np.stack(a), dtype=torch.float32, device=device)[None]  # noqa: E731
+    return dict(
+        intrinsic=as_t([c.intrinsic for c in cams]),
+        img_aug=as_t([aug] * len(cams)),
+        cam2ego=as_t([c.ego_from_cam for c in cams]),
+    )
+
+
+def random_rays(config, num_rays: int, device: torch.device) -> dict:
+    """Rays from the camera height in random directions, pointing slightly down."""
+    gen = torch.Generator().manual_seed(1)
+    dirs = torch.randn(1, num_rays, 3, generator=gen)
+    dirs[..., 2] = -dirs[..., 2].abs() * 0.2
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    origins = torch.tensor([1.0, 0.0, 1.5]).expand(1, num_rays, 3).clone()
+    z_per_t = torch.rand(1, num_rays, generator=gen) * 0.4 + 0.6
+    return {k: v.to(device) for k, v in dict(origins=origins, dirs=dirs, z_per_t=z_per_t).items()}
+
+
+def random_field(config, device: torch.device, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Density (sparse blobs over a ground layer, as a trained volume looks) and logits."""
+    x, y, z = config.data.grid.shape
+    gen = torch.Generator().manual_seed(2)
+    density = torch.nn.functional.softplus(torch.randn(1, 1, x, y, z, generator=gen) * 3 - 4)
+    density[..., :2] += 5.0
+    logits = torch.randn(1, classes, x, y, z, generator=gen)
+    return density.to(device), logits.to(device)
+
+
+# --------------------------------------------------------------------------- cases
+
+
+def case_splat(scale: str, variant: str, device: str, repeats: int) -> dict:
+    from renderlss.ops.frustum import frustum_points
+    from renderlss.ops.reference import splat_cumsum_reference
+    from renderlss.ops.splat import splat, splat_depth_context
+
+    dev = torch.device(device)
+    config = load_scale(scale)
+    grid = config.data.grid
+    n, d, h, w = feature_shape(config)
+    c = config.model.depth.context_channels
+    cams = rig_batch(config, dev)
+    centers = torch.linspace(config.model.depth.bins.d_min, config.model.depth.bins.d_max, d)
+    points = frustum_points(
+        centers.to(dev),
+        (h, w),
+        config.model.neck.out_stride,
+        cams["img_aug"],
+        cams["intrinsic"],
+        cams["cam2ego"],
+    )
+    depth = torch.randn(1, n, d, h, w, device=dev).softmax(2).requires_grad_()
+    context = torch.randn(1, n, c, h, w, device=dev, requires_grad=True)
+
+    def features():
+        return depth.unsqueeze(-1) * context.permute(0, 1, 3, 4, 2).unsqueeze(2)
+
+    run = {
+        "splat": lambda: splat(features(), points, grid),
+        "splat_depth_context": lambda: splat_depth_context(depth, context, points, grid),
+        "cumsum_reference": lambda: splat_cumsum_reference(features(), points, grid),
+    }[variant]
+
+    def step():
+        run().sum().backward()
+
+    result = timed(step, dev, repeats)
+    result.update(points=int(points[..., 0].numel()), channels=c, grid=list(grid.shape))
+    return result
+
+
+def case_render(scale: str, variant: str, device: str, repeats: int, train: bool) -> dict:
+    from renderlss.ops.rays import Rays
+    from renderlss.ops.reference import render_dense_reference
+    from renderlss.ops.render import render_rays
+
+    dev = torch.device(device)
+    config = load_scale(scale)
+    grid = config.data.grid
+    rays_d = random_rays(config, config.data.targets.num_rays, dev)
+    rays = Rays(rays_d["origins"], rays_d["dirs"], rays_d["z_per_t"])
+    density, logits = random_field(config, dev, config.model.head.num_classes)
+    density.requires_grad_(train)
+    logits.requires_grad_(train)
+    step = config.render.step_fraction * min(grid.voxel_size)
+    samples = {}
+
+    def run():
+        if variant == "dense_reference":
+            out = render_dense_reference(density, logits, rays, grid, step)
+        else:
+            out = render_rays(density, logits, rays, grid, config.render, training=train)
+        samples["n"] = (
+            int(out.num_samples) if variant != "dense_reference" else int(out.weights.numel())
+        )
+        if train:
+            (out.depth.sum() + out.semantics.sum()).backward()
+        return out
+
+    ctx = torch.enable_grad() if train else torch.no_grad()
+    with ctx:
+        result = timed(run, dev, repeats)
+    result.update(rays=config.data.targets.num_rays, samples=samples["n"], train=train)
+    return result
+
+
+def case_model(scale: str, device: str, repeats: int) -> dict:
+    from renderlss.models.objective import loss_terms
+    from renderlss.train.trainer import build_model
+
+    dev = torch.device(device)
+    config = load_scale(scale)
+    model = build_model(config).to(dev).train()
+    n = len(config.data.cameras)
+    h, w = config.data.input_size
+    batch = rig_batch(config, dev)
+    batch["img"] = torch.randn(1, n, 3, h, w, device=dev)
+    rays = random_rays(config, config.data.targets.num_rays, dev)
+    r = config.data.targets.num_rays
+    image_depth = torch.zeros(1, n, h, w, device=dev)
+    image_depth[..., ::7, ::5] = torch.rand_like(image_depth[..., ::7, ::5]) * 40 + 2
+    rays.update(
+        depth=torch.rand(1, r, device=dev) * 30 + 2,
+        semantics=torch.randint(0, 17, (1, r), device=dev, dtype=torch.uint8),
+        confidence=torch.ones(1, r, device=dev),
+        image_depth=image_depth,
+    )
+    batch["targets"] = rays
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        predictions, rendered = model(batch)
+        terms = loss_terms(
+            predictions,
+            rendered,
+            batch,
+            config.model.loss,
+            config.model.depth.bins,
+            config.model.neck.out_stride,
+            None,
+            config.data.classes.ignore_index,
+        )
+        sum(terms.values()).backward()
+
+    result = timed(step, dev, repeats)
+    result.update(
+        parameters=sum(p.numel() for p in model.parameters()),
+        input=[n, 3, h, w],
+        grid=list(config.data.grid.shape),
+        rays=r,
+    )
+    return result
+
+
+def case_synthetic(width: int, height: int) -> dict:
+    from renderlss.synthetic.config import SyntheticConfig
+    from renderlss.synthetic.generate import time_keyframe
+
+    return time_keyframe(SyntheticConfig(width=width, height=height))
+
+
+def case_data(dataroot: str, infos: str, workers: int, samples: int) -> dict:
+    from renderlss.data.dataset import OccDataset
+    from renderlss.experiment import load_experiment
+    from renderlss.train.trainer import make_loader
+
+    config = load_experiment(
+        SCALE_CONFIGS["demo"], [f"data.dataroot={dataroot!r}", "data.load_occ=True"]
+    )
+    dataset = OccDataset(infos, config.data, train=True)
+    loader = make_loader(dataset, 1, workers, shuffle=True)
+    seen, start = 0, None
+    while seen < samples:
+        for _ in loader:
+            seen += 1
+            if seen == 1:
+                start = time.perf_counter()  # exclude worker start-up
+            if seen >= samples:
+                break
+    seconds = time.perf_counter() - start
+    return dict(workers=workers, samples=samples - 1, samples_per_s=(samples - 1) / seconds)
+
+
+CASES = dict(
+    splat=case_splat,
+    render=case_render,
+    model=case_model,
+    synthetic=case_synthetic,
+    data=case_data,
+)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def section_splat(args) -> list[dict]:
+    rows = []
+    for scale in args.scales:
+        base = None
+        for variant in ("cumsum_reference", "splat", "splat_depth_context"):
+            r = run_isolated(
+                "splat", scale=scale, variant=variant, device=args.device, repeats=args.repeats
+            )
+            r.update(section="splat", scale=scale, case=variant)
+            base = base or r
+            if "seconds" in r and "seconds" in base:
+                r["speedup_vs_cumsum"] = round(base["seconds"] / r["seconds"], 2)
+            rows.append(r)
+    return rows
+
+
+def section_render(args) -> list[dict]:
+    rows = []
+    for scale in args.scales:
+        for train in (False, True):
+            base = None
+            for variant in ("dense_reference", "render_rays"):
+                r = run_isolated(
+                    "render",
+                    scale=scale,
+                    variant=variant,
+                    device=args.device,
+                    repeats=args.repeats,
+                    train=train,
+                )
+                r.update(
+                    section="render", scale=scale, case=f"{variant}{'_train' if train else ''}"
+                )
+                base = base or r
+                if "seconds" in r and "seconds" in base:
+                    r["speedup_vs_dense"] = round(base["seconds"] / r["seconds"], 2)
+                rows.append(r)
+    return rows
+
+
+def section_model(args) -> list[dict]:
+    rows = []
+    for scale in args.scales:
+        repeats = args.repeats if scale == "demo" else 1
+        r = run_isolated("model", scale=scale, device=args.device, repeats=repeats)
+        r.update(section="model", scale=scale, case="forward_backward")
+        rows.append(r)
+    return rows
+
+
+def section_synthetic(args) -> list[dict]:
+    rows = []
+    for width, height in ((400, 225), (1600, 900)):
+        r = run_isolated("synthetic", width=width, height=height)
+        r.update(section="synthetic", scale=f"{width}x{height}", case="keyframe")
+        rows.append(r)
+    return rows
+
+
+def section_data(args) -> list[dict]:
+    from renderlss.data.infos import create_infos
+    from renderlss.synthetic.config import SyntheticConfig
+    from renderlss.synthetic.generate import generate_dataset
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "synthetic"
+        generate_dataset(root, SyntheticConfig(num_scenes=1, keyframes_per_scene=4), progress=False)
+        create_infos(
+            str(root), "v1.0-synthetic", str(root / "infos"), val_fraction=0.0, show_progress=False
+        )
+        infos = str(root / "infos" / "renderlss_infos_train.pkl")
+        for workers in (0, 2):
+            r = run_isolated(
+                "data", dataroot=str(root), infos=infos, workers=workers, samples=args.data_samples
+            )
+            r.update(section="data", scale="demo", case=f"workers={workers}")
+            rows.append(r)
+    return rows
+
+
+SECTIONS = dict(
+    synthetic=section_synthetic,
+    data=section_data,
+    splat=section_splat,
+    render=section_render,
+    model=section_model,
+)
+
+
+def format_row(row: dict) -> str:
+    keys = [k for k in row if k not in ("section", "scale", "case")]
+    values = ", ".join(
+        f"{k}={row[k]:.4g}" if isinstance(row[k], float) else f"{k}={row[k]}" for k in keys
+    )
+    return f"{row['section']:<10} {row['scale']:<10} {row['case']:<26} {values}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(SECTIONS),
+        default=list(SECTIONS),
+        help="sections to run (default: all)",
+    )
+    parser.add_argument(
+        "--scales",
+        nargs="+",
+        choices=list(SCALE_CONFIGS),
+        default=list(SCALE_CONFIGS),
+        help="model scales (default: both)",
+    )
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="device of the op and model cases (default: cuda if available)",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per case")
+    parser.add_argument(
+        "--data-samples", type=int, default=20, help="samples read per data-loading case"
+    )
+    parser.add_argument("--out", default="bench/benchmark.json", help="JSON output path")
+    args = parser.parse_args(argv)
+
+    from renderlss.io import atomic_save_json
+
+    report = dict(
+        date=date.today().isoformat(),
+        device=torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else platform.processor() or platform.machine(),
+        cpu_threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        python=sys.version.split()[0],
+        rows=[],
+    )
+    for name in args.only:
+        for row in SECTIONS[name](args):
+            print(format_row(row), flush=True)
+            report["rows"].append(row)
+    atomic_save_json(args.out, report)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
