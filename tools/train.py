@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Train a renderlss model.
+
+Examples:
+    python tools/train.py configs/synthetic_demo.py
+    python tools/train.py configs/synthetic_demo.py --cfg-options train.max_steps=50 data.workers=0
+
+The resolved config is written to ``<work_dir>/config.json`` before training starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from renderlss.configuration import ConfigError, to_dict
+from renderlss.experiment import load_experiment
+from renderlss.io import atomic_save_json
+from renderlss.train.trainer import train
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("config", help="experiment config file (Python)")
+    parser.add_argument("--work-dir", help="overrides train.work_dir")
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. train.lr=1e-3 data.batch_size=2 (values are Python literals)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = list(args.cfg_options)
+    if args.work_dir:
+        overrides.append(f"train.work_dir={args.work_dir!r}")
+    try:
+        config = load_experiment(args.config, overrides)
+    except (ConfigError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    work_dir = config.train.work_dir
+    atomic_save_json(f"{work_dir}/config.json", to_dict(config))
+    train(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
