@@ -9,7 +9,8 @@ data = dict(
     val_infos=f"{_data_root}/infos/renderlss_infos_val.pkl",
     input_size=(112, 200),
     grid=dict(point_cloud_range=(-25.6, -25.6, -1.0, 25.6, 25.6, 5.4), voxel_size=(0.8, 0.8, 0.8)),
-    load_occ=False,
+    # The demo dataset is generated with Occ3D labels on this grid (make_synthetic --grid).
+    load_occ=True,
     targets=dict(sources=["lidar"], num_rays=2048, adjacent_keyframes=1),
     batch_size=2,
     workers=2,

@@ -106,14 +106,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=_default("occ_subsamples"),
         help="sub-samples per voxel axis for the voxel class vote (default %(default)s)",
     )
+    parser.add_argument(
+        "--grid",
+        type=float,
+        nargs=7,
+        metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1", "VOXEL"),
+        help="extent (metres, keyframe ego frame) and voxel size of the Occ3D labels; "
+        "default the Occ3D-nuScenes grid -40 -40 -1 40 40 5.4 0.4 (200x200x16)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    grid = {}
+    if args.grid:
+        grid = dict(grid=dict(point_cloud_range=args.grid[:6], voxel_size=[args.grid[6]] * 3))
     try:
         config = synthetic_config(
+            **grid,
             version=args.version,
             num_scenes=args.scenes,
             keyframes_per_scene=args.keyframes,
