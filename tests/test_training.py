@@ -9,7 +9,7 @@ from renderlss.data.collate import collate
 from renderlss.data.dataset import OccDataset
 from renderlss.data.infos import create_infos
 from renderlss.experiment import load_experiment
-from renderlss.train.trainer import train
+from renderlss.train.trainer import build_model, train
 
 # A test-sized version of the demo: small images, a coarse grid, few rays.
 TEST_OVERRIDES = [
@@ -51,12 +51,10 @@ def test_rendered_depth_error_falls(synthetic_root, tmp_path):
     dataset = OccDataset(infos, config.data, train=False)
     batch = collate([dataset[i] for i in range(len(dataset))])
     torch.manual_seed(config.train.seed)
-    from renderlss.train.trainer import build_model
-
     before = rendered_abs_rel(build_model(config), batch)
-    model, history = train(config, log=lambda line: None)
-    after = rendered_abs_rel(model, batch)
-    losses = np.array([h["depth"] for h in history])
+    result = train(config, log=lambda line: None)
+    after = rendered_abs_rel(result.model, batch)
+    losses = np.array([h["depth"] for h in result.history])
     assert np.isfinite(losses).all()
     assert losses[-20:].mean() < 0.7 * losses[:20].mean()
     # An untrained volume is nearly transparent (rendered depth ~0, AbsRel ~1).

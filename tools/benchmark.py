@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from renderlss.train.memory import peak_memory_mb
+
 ROOT = Path(__file__).resolve().parents[1]
 SCALE_CONFIGS = {
     "demo": ROOT / "configs" / "synthetic_demo.py",
@@ -38,13 +39,6 @@ SCALE_CONFIGS = {
 
 
 # --------------------------------------------------------------------------- measurement
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory of this process so far: CUDA allocator peak, or resident set size."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def timed(fn, device: torch.device, repeats: int) -> dict:
@@ -284,13 +278,14 @@ def case_synthetic(width: int, height: int) -> dict:
 def case_data(dataroot: str, infos: str, workers: int, samples: int) -> dict:
     from renderlss.data.dataset import OccDataset
     from renderlss.experiment import load_experiment
+    from renderlss.train.sampler import EpochSampler
     from renderlss.train.trainer import make_loader
 
     config = load_experiment(
         SCALE_CONFIGS["demo"], [f"data.dataroot={dataroot!r}", "data.load_occ=True"]
     )
     dataset = OccDataset(infos, config.data, train=True)
-    loader = make_loader(dataset, 1, workers, shuffle=True)
+    loader = make_loader(dataset, 1, workers, EpochSampler(len(dataset), True, 0))
     seen, start = 0, None
     while seen < samples:
         for _ in loader:

@@ -5,7 +5,12 @@ Examples:
     python tools/train.py configs/synthetic_demo.py
     python tools/train.py configs/synthetic_demo.py --cfg-options train.max_steps=50 data.workers=0
 
-The resolved config is written to ``<work_dir>/config.json`` before training starts.
+    python tools/train.py configs/synthetic_demo.py --resume      # latest checkpoint
+    tools/dist_train.sh configs/synthetic_demo.py 2                 # two processes
+
+The resolved config is written to ``<work_dir>/config.json`` before training starts, the
+per-step records to ``<work_dir>/metrics.jsonl``, TensorBoard events to ``<work_dir>/tb``
+and checkpoints to ``<work_dir>/step_*.pth``.
 """
 
 from __future__ import annotations
@@ -13,9 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from renderlss.configuration import ConfigError, to_dict
+from renderlss.configuration import ConfigError
 from renderlss.experiment import load_experiment
-from renderlss.io import atomic_save_json
 from renderlss.train.trainer import train
 
 
@@ -25,6 +29,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("config", help="experiment config file (Python)")
     parser.add_argument("--work-dir", help="overrides train.work_dir")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        help="continue a run: a checkpoint path, or no value for the latest in the work dir",
+    )
     parser.add_argument(
         "--cfg-options",
         nargs="+",
@@ -45,9 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    work_dir = config.train.work_dir
-    atomic_save_json(f"{work_dir}/config.json", to_dict(config))
-    train(config)
+    train(config, resume=args.resume)
     return 0
 
 

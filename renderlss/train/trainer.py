@@ -1,30 +1,54 @@
-"""Single-process training loop: data -> model -> rendered losses -> AdamW step."""
+"""The training loop, one code path for one process (CPU or GPU, no process group) and for
+many under torchrun (DDP with gloo on CPU, nccl on CUDA).
+
+A step: micro-batches (gradient accumulation) -> model -> rendered losses -> backward ->
+clip -> NaN guard -> AdamW step -> schedule -> EMA teacher; then logging (console, JSONL,
+TensorBoard), checkpoints (atomic, keep-last-N) and optional evaluation.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from renderlss.configuration import to_dict
 from renderlss.data.collate import collate
 from renderlss.data.dataset import OccDataset
 from renderlss.experiment import ExperimentConfig
+from renderlss.io import atomic_save_json
 from renderlss.models.losses import class_weights_from_counts
 from renderlss.models.objective import loss_terms
 from renderlss.models.occupancy_net import OccupancyNet
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+from renderlss.train.checkpoint import (
+    checkpoint_path,
+    gather_rng_states,
+    latest_checkpoint,
+    prune_checkpoints,
+    restore_training_state,
+    save_checkpoint,
+)
+from renderlss.train.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    cleanup,
+    init_distributed,
+    seed_everything,
+    wrap_model,
+)
+from renderlss.train.ema import EmaMomentum, ModelEMA
+from renderlss.train.memory import peak_memory_mb
+from renderlss.train.nan_guard import NanGuard
+from renderlss.train.sampler import EpochSampler
+from renderlss.train.tb_logger import TensorBoardLogger
 
 
 def lr_factor(step: int, warmup_steps: int, max_steps: int, min_ratio: float) -> float:
@@ -60,7 +84,7 @@ def load_class_weights(config: ExperimentConfig) -> torch.Tensor | None:
 
 
 def to_device(batch, device: torch.device):
-    """Tensors of a (nested) batch moved to ``device``; everything else as is."""
+    """Tensors of a (nested) batch moved to ``device``; ``meta`` and non-tensors as they are."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
@@ -68,26 +92,22 @@ def to_device(batch, device: torch.device):
     return batch
 
 
-def make_loader(dataset: OccDataset, batch_size: int, workers: int, shuffle: bool) -> DataLoader:
-    """A DataLoader with the project's collate; workers persist across epochs."""
+def make_loader(
+    dataset: OccDataset, batch_size: int, workers: int, sampler: EpochSampler
+) -> DataLoader:
+    """A DataLoader over ``sampler``'s indices with the project's collate.
+
+    Workers are not persistent: each epoch forks them anew from the dataset, so they see the
+    epoch that ``OccDataset.set_epoch`` selected for the augmentation draws.
+    """
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        sampler=sampler,
         num_workers=workers,
         collate_fn=collate,
-        drop_last=shuffle,
-        persistent_workers=workers > 0,
+        drop_last=True,
     )
-
-
-def endless(loader: DataLoader) -> Iterator[dict]:
-    """Batches of ``loader`` epoch after epoch, telling the dataset which epoch it is."""
-    epoch = 0
-    while True:
-        loader.dataset.set_epoch(epoch)
-        yield from loader
-        epoch += 1
 
 
 def build_model(config: ExperimentConfig) -> OccupancyNet:
@@ -95,58 +115,251 @@ def build_model(config: ExperimentConfig) -> OccupancyNet:
     return OccupancyNet(config.model, config.data.grid, config.render)
 
 
-def train(
-    config: ExperimentConfig, log: Callable[[str], None] = print
-) -> tuple[OccupancyNet, list[dict[str, float]]]:
-    """Train for ``config.train.max_steps`` steps on ``config.data.train_infos``.
+def batches_from(
+    loader: DataLoader, sampler: EpochSampler, dataset: OccDataset, start_batch: int
+) -> Iterator[dict]:
+    """Batches epoch after epoch, starting ``start_batch`` batches into the run."""
+    per_epoch = len(sampler) // loader.batch_size
+    if per_epoch < 1:
+        raise ValueError(
+            f"{len(dataset)} training samples make no full batch of {loader.batch_size} "
+            f"per process: lower data.batch_size"
+        )
+    epoch, skip = divmod(start_batch, per_epoch)
+    while True:
+        sampler.set_epoch(epoch, skip * loader.batch_size)
+        dataset.set_epoch(epoch)
+        yield from loader
+        epoch, skip = epoch + 1, 0
 
-    Returns:
-        the trained model and one record per step (loss terms, total, lr, time).
-    """
-    tc = config.train
-    torch.manual_seed(tc.seed)
-    np.random.seed(tc.seed)
-    device = resolve_device(tc.device)
-    dataset = OccDataset(config.data.train_infos, config.data, train=True)
-    loader = make_loader(dataset, config.data.batch_size, config.data.workers, shuffle=True)
-    model = build_model(config).to(device)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio)
-    )
-    class_weights = load_class_weights(config)
-    if class_weights is not None:
-        class_weights = class_weights.to(device)
-    history = []
-    batches = endless(loader)
-    for step in range(tc.max_steps):
-        start = time.perf_counter()
-        batch = to_device(next(batches), device)
-        predictions, rendered = model(batch)
-        terms = loss_terms(
+
+def format_duration(seconds: float) -> str:
+    """``H:MM:SS``."""
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+@dataclass
+class TrainResult:
+    """What a run leaves behind: the bare model, this process's step records, last step."""
+
+    model: OccupancyNet
+    history: list[dict[str, float]]
+    step: int
+
+
+class Trainer:
+    """Owns the objects of a run. ``Trainer(config).fit()`` trains; see :func:`train`."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        resume: str | None = None,
+        log: Callable[[str], None] = print,
+        dist: DistInfo | None = None,
+    ) -> None:
+        self.config = config
+        tc = config.train
+        self.dist = dist or init_distributed(device=tc.device)
+        self.is_main = self.dist.rank == 0
+        self.log = log if self.is_main else (lambda line: None)
+        self.work_dir = Path(tc.work_dir)
+        seed_everything(tc.seed, self.dist.rank)
+        self.dataset = OccDataset(config.data.train_infos, config.data, train=True)
+        self.sampler = EpochSampler(
+            len(self.dataset), True, tc.seed, self.dist.rank, self.dist.world_size
+        )
+        self.loader = make_loader(
+            self.dataset, config.data.batch_size, config.data.workers, self.sampler
+        )
+        self.model = build_model(config).to(self.dist.device)
+        self.model.train()
+        self.ddp = wrap_model(self.model, self.dist)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: lr_factor(s, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio),
+        )
+        self.use_amp = tc.amp and self.dist.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.ema = (
+            ModelEMA(self.model, EmaMomentum(tc.ema_warm, tc.ema_max_momentum)) if tc.ema else None
+        )
+        self.guard = NanGuard(tc.max_consecutive_nan, self.log)
+        weights = load_class_weights(config)
+        self.class_weights = None if weights is None else weights.to(self.dist.device)
+        self.step = 0
+        if resume:
+            self._resume(resume)
+        self.tb = TensorBoardLogger(self.work_dir / "tb", enabled=self.is_main)
+
+    def _resume(self, resume: str) -> None:
+        path = latest_checkpoint(self.work_dir) if resume == "auto" else Path(resume)
+        if path is None:
+            self.log(f"no checkpoint in {self.work_dir}: starting a new run")
+            return
+        state = restore_training_state(
+            path,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler if self.use_amp else None,
+            ema=self.ema,
+            map_location=self.dist.device,
+            log=self.log,
+        )
+        self.guard.load_state_dict(state.extra.get("nan_guard", {}))
+        self.step = state.step
+        self.log(f"resumed from {path} at step {self.step}")
+
+    def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        autocast = torch.autocast(self.dist.device.type, enabled=self.use_amp)
+        with autocast:
+            predictions, rendered = self.ddp(batch)
+        cfg = self.config
+        return loss_terms(
             predictions,
             rendered,
             batch,
-            config.model.loss,
-            config.model.depth.bins,
-            config.model.neck.out_stride,
-            class_weights,
-            config.data.classes.ignore_index,
+            cfg.model.loss,
+            cfg.model.depth.bins,
+            cfg.model.neck.out_stride,
+            self.class_weights,
+            cfg.data.classes.ignore_index,
         )
-        total = sum(terms.values())
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if tc.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        optimizer.step()
-        schedule.step()
-        record = {name: value.item() for name, value in terms.items()}
-        record.update(loss=float(total), lr=schedule.get_last_lr()[0])
-        record["time"] = time.perf_counter() - start
-        history.append(record)
-        if step % tc.log_interval == 0 or step == tc.max_steps - 1:
-            parts = " ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("lr", "time"))
-            lr, seconds = record["lr"], record["time"]
-            log(f"step {step + 1}/{tc.max_steps} {parts} lr={lr:.2e} ({seconds:.2f}s)")
-    return model, history
+
+    def _train_step(self, batches: Iterator[dict]) -> dict[str, float]:
+        """One optimizer step over ``accumulate_steps`` micro-batches."""
+        tc = self.config.train
+        data_time, term_sums, tokens = 0.0, {}, []
+        for micro in range(tc.accumulate_steps):
+            start = time.perf_counter()
+            batch = to_device(next(batches), self.dist.device)
+            data_time += time.perf_counter() - start
+            tokens += [m["token"] for m in batch["meta"]]
+            last = micro == tc.accumulate_steps - 1
+            # DDP all-reduces gradients on the last micro-batch only.
+            sync = (
+                contextlib.nullcontext()
+                if last or not self.dist.is_distributed
+                else self.ddp.no_sync()
+            )
+            with sync:
+                terms = self._losses(batch)
+                total = sum(terms.values()) / tc.accumulate_steps
+                self.scaler.scale(total).backward()
+            for name, value in terms.items():
+                term_sums[name] = term_sums.get(name, 0.0) + value.detach() / tc.accumulate_steps
+        self.scaler.unscale_(self.optimizer)
+        max_norm = tc.grad_clip if tc.grad_clip else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        stepped = self.guard.check(self.step, term_sums, grad_norm, tokens, self.optimizer)
+        if stepped:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if self.ema is not None:
+                self.ema.update(self.model, self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        names = sorted(term_sums)
+        averaged = all_reduce_mean(torch.stack([term_sums[n].float() for n in names]))
+        record = dict(zip(names, averaged.tolist()))
+        record.update(
+            loss=sum(record.values()),
+            lr=self.scheduler.get_last_lr()[0],
+            grad_norm=float(grad_norm),
+            data_time=data_time,
+            skipped=float(not stepped),
+        )
+        return record
+
+    def _save(self) -> None:
+        tc = self.config.train
+        epoch = (
+            self.step
+            * tc.accumulate_steps
+            // max(1, len(self.sampler) // self.config.data.batch_size)
+        )
+        rng_states = gather_rng_states()
+        if self.is_main:
+            path = save_checkpoint(
+                checkpoint_path(self.work_dir, self.step),
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                scaler=self.scaler if self.use_amp else None,
+                step=self.step,
+                epoch=epoch,
+                config_dict=to_dict(self.config),
+                seed=tc.seed,
+                ema=self.ema,
+                extra={"nan_guard": self.guard.state_dict()},
+                rng_states=rng_states,
+            )
+            prune_checkpoints(self.work_dir, tc.keep_last)
+            self.log(f"saved {path}")
+        barrier()
+
+    def _log_step(
+        self, record: dict[str, float], seconds: float, started: float, first: int
+    ) -> None:
+        tc = self.config.train
+        samples = self.config.data.batch_size * tc.accumulate_steps * self.dist.world_size
+        record["samples_per_s"] = samples / seconds
+        record["memory_mb"] = peak_memory_mb(self.dist.device)
+        if self.is_main:
+            with open(self.work_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(dict(step=self.step, **record)) + "\n")
+        terms = {k: v for k, v in record.items() if k not in _NON_LOSS_KEYS}
+        self.tb.scalars("train/loss", terms, self.step)
+        self.tb.scalars("train", {k: record[k] for k in _NON_LOSS_KEYS if k != "loss"}, self.step)
+        if self.step % tc.log_interval == 0 or self.step == tc.max_steps:
+            done = self.step - first
+            eta = (time.perf_counter() - started) / max(done, 1) * (tc.max_steps - self.step)
+            parts = " ".join(f"{k}={v:.4f}" for k, v in terms.items())
+            self.log(
+                f"[{self.step}/{tc.max_steps}] {parts} lr={record['lr']:.2e} "
+                f"grad_norm={record['grad_norm']:.3f} {record['samples_per_s']:.2f} samples/s "
+                f"data={record['data_time']:.2f}s mem={record['memory_mb']:.0f}MB "
+                f"eta {format_duration(eta)}"
+            )
+
+    def fit(self) -> TrainResult:
+        tc = self.config.train
+        if self.is_main:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            atomic_save_json(self.work_dir / "config.json", to_dict(self.config))
+        batches = batches_from(
+            self.loader, self.sampler, self.dataset, self.step * tc.accumulate_steps
+        )
+        history = []
+        first, started = self.step, time.perf_counter()
+        try:
+            while self.step < tc.max_steps:
+                start = time.perf_counter()
+                record = self._train_step(batches)
+                self.step += 1
+                self._log_step(record, time.perf_counter() - start, started, first)
+                history.append(record)
+                if self.step % tc.checkpoint_interval == 0 or self.step == tc.max_steps:
+                    self._save()
+        finally:
+            self.tb.close()
+        return TrainResult(self.model, history, self.step)
+
+
+_NON_LOSS_KEYS = ("loss", "lr", "grad_norm", "data_time", "skipped", "samples_per_s", "memory_mb")
+
+
+def train(
+    config: ExperimentConfig, resume: str | None = None, log: Callable[[str], None] = print
+) -> TrainResult:
+    """Train ``config`` (resuming from a checkpoint path, or ``"auto"``: the latest in the
+    work dir), then leave the process group if this call joined one."""
+    trainer = Trainer(config, resume, log)
+    try:
+        return trainer.fit()
+    finally:
+        cleanup()
