@@ -98,7 +98,9 @@ def make_loader(
     """A DataLoader over ``sampler``'s indices with the project's collate.
 
     Workers are not persistent: each epoch forks them anew from the dataset, so they see the
-    epoch that ``OccDataset.set_epoch`` selected for the augmentation draws.
+    epoch that ``OccDataset.set_epoch`` selected for the augmentation draws. The loader draws
+    its worker seeds from a generator of its own, not from the global torch stream, so a
+    resumed run's model randomness (sample jitter) continues exactly where it stopped.
     """
     return DataLoader(
         dataset,
@@ -107,6 +109,7 @@ def make_loader(
         num_workers=workers,
         collate_fn=collate,
         drop_last=True,
+        generator=torch.Generator().manual_seed(sampler.seed),
     )
 
 
@@ -313,7 +316,7 @@ class Trainer:
             with open(self.work_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(dict(step=self.step, **record)) + "\n")
         terms = {k: v for k, v in record.items() if k not in _NON_LOSS_KEYS}
-        self.tb.scalars("train/loss", terms, self.step)
+        self.tb.scalars("train/loss", {**terms, "total": record["loss"]}, self.step)
         self.tb.scalars("train", {k: record[k] for k in _NON_LOSS_KEYS if k != "loss"}, self.step)
         if self.step % tc.log_interval == 0 or self.step == tc.max_steps:
             done = self.step - first
