@@ -28,6 +28,8 @@ model = dict(
     ),
     encoder3d=dict(channels=16, num_blocks=2),
     head=dict(hidden_channels=32),
+    # Written by tools/class_frequencies.py (the demo does it before training).
+    loss=dict(class_counts=f"{_data_root}/infos/class_counts.json"),
 )
 
 render = dict(step_fraction=0.5)
