@@ -40,6 +40,7 @@ LOOP_OVERRIDES = [
     "model.encoder3d.channels=8",
     "model.encoder3d.num_blocks=1",
     "model.head.hidden_channels=8",
+    "model.loss.class_counts=''",
     "train.warmup_steps=2",
     "train.lr=1e-3",
     "train.log_interval=1",

@@ -24,6 +24,7 @@ TEST_OVERRIDES = [
     "model.depth.mid_channels=32",
     "model.depth.bins.num_bins=22",
     "model.head.hidden_channels=16",
+    "model.loss.class_counts=''",
     "train.max_steps=150",
     "train.warmup_steps=10",
     "train.lr=2e-3",
