@@ -4,8 +4,8 @@ torch is deliberately a lower bound only: the install must never replace a torch
 already has (a CUDA build on a workstation, the CPU build on a laptop). ``make`` installs
 ``torch==2.13.0`` first when torch is missing.
 
-Compiled kernels are optional: set ``RENDERLSS_BUILD_CUDA=1`` to build them from ``cuda/``.
-Nothing is compiled at import time.
+Compiled kernels are optional: set ``RENDERLSS_BUILD_CUDA=1`` to build the sources in
+``cuda/`` (if any). Nothing is compiled at import time.
 """
 
 import os
@@ -30,23 +30,22 @@ EXTRAS = {
 }
 
 
+def kernel_sources() -> list[str]:
+    return sorted(
+        os.path.join("cuda", f) for f in os.listdir("cuda") if f.endswith((".cpp", ".cu"))
+    )
+
+
 def ext_modules() -> list:
-    if os.environ.get("RENDERLSS_BUILD_CUDA") != "1":
+    if os.environ.get("RENDERLSS_BUILD_CUDA") != "1" or not kernel_sources():
         return []
     from torch.utils.cpp_extension import CUDAExtension
 
-    return [
-        CUDAExtension(
-            "renderlss._cuda",
-            sources=sorted(
-                os.path.join("cuda", f) for f in os.listdir("cuda") if f.endswith((".cpp", ".cu"))
-            ),
-        )
-    ]
+    return [CUDAExtension("renderlss._cuda", sources=kernel_sources())]
 
 
 def cmdclass() -> dict:
-    if os.environ.get("RENDERLSS_BUILD_CUDA") != "1":
+    if not ext_modules():
         return {}
     from torch.utils.cpp_extension import BuildExtension
 
