@@ -1,0 +1,461 @@
+"""Dense multi-frame LiDAR depth for every keyframe camera image.
+
+Per keyframe: accumulate the LiDAR sweeps of a window around it (objects riding on their
+interpolated boxes, see ``depth_accumulation``); per camera: place the objects at the
+camera's own timestamp, project with the camera's own ego pose, keep the nearest point per
+pixel, drop points hidden behind nearer surfaces (``visibility``) and optionally fill small
+holes (``depth_completion``). One file per image, ``<out>/<CAM>/<image stem>.npz`` with
+``depth`` (float16 [H, W], camera z in metres, 0 = none) and ``confidence`` (uint8 [H, W],
+255 = measured, less = filled, 0 = none), plus ``<out>/manifest.json``. See
+docs/dense_depth.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from renderlss.configuration import from_dict, to_dict
+from renderlss.data.config import TargetConfig
+from renderlss.geometry import transform_points
+from renderlss.io import atomic_save_json, atomic_save_npz
+from renderlss.labels.box_motion import BoxTrack, scene_box_tracks
+from renderlss.labels.depth_accumulation import (
+    AccumulatedCloud,
+    LidarFrame,
+    accumulate_frames,
+    global_to_camera,
+    scene_lidar_timeline,
+    window_frames,
+)
+from renderlss.labels.depth_completion import complete_depth
+from renderlss.labels.pixel_targets import PixelTargets
+from renderlss.labels.visibility import remove_hidden_points, sparse_depth_image
+
+DENSE_DEPTH_FORMAT = "renderlss-dense-depth"
+DENSE_DEPTH_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+CONFIDENCE_SCALE = 255  # stored uint8 confidence / 255 = confidence in [0, 1]
+
+
+@dataclass
+class DenseDepthConfig:
+    """Parameters of the dense depth builder (all recorded in the manifest)."""
+
+    # LiDAR sweeps taken before and after the keyframe's own sweep (each direction);
+    # 0 = the keyframe sweep alone. nuScenes and the synthetic world record 10 per keyframe.
+    window_sweeps: int = 10
+    # Move points of annotated objects with their boxes (False: everything is static).
+    dynamic: bool = True
+    box_margin: float = 0.2  # metres added on every side of a box when collecting its points
+    # How far (seconds) outside its annotated keyframes an instance's box still exists,
+    # moved on by its velocity; one nuScenes keyframe interval.
+    max_box_extrapolation_s: float = 0.5
+    # Ego body in the ego frame (x0, y0, z0, x1, y1, z1); returns inside it are removed.
+    ego_box: tuple[float, float, float, float, float, float] = TargetConfig().ego_box
+    min_depth: float = TargetConfig().min_depth  # camera-z metres; nearer points dropped
+    # Hidden-point removal (see renderlss.labels.visibility).
+    visibility: bool = True
+    visibility_radius: int = 6  # window half size in output pixels (tuned at 400x225)
+    visibility_margin: float = 0.1  # relative depth gap that counts as nearer
+    visibility_min_sectors: int = 4  # quadrants that must hold a nearer point
+    # Hole filling (see renderlss.labels.depth_completion).
+    complete: bool = False
+    completion_kernels: tuple[int, ...] = (5,)
+    filled_confidence: float = 0.5
+    # Output resolution = image size / downscale (an integer dividing width and height).
+    downscale: int = 1
+
+    def validate(self, where: str) -> None:
+        if self.window_sweeps < 0:
+            raise ValueError(f"{where}.window_sweeps: must be >= 0, got {self.window_sweeps}")
+        if self.box_margin < 0 or self.max_box_extrapolation_s < 0 or self.min_depth < 0:
+            raise ValueError(
+                f"{where}: box_margin, max_box_extrapolation_s and min_depth must be >= 0"
+            )
+        if self.visibility_radius < 1 or not 1 <= self.visibility_min_sectors <= 4:
+            raise ValueError(
+                f"{where}: visibility_radius must be >= 1 and visibility_min_sectors 1..4"
+            )
+        if not 0.0 <= self.visibility_margin < 1.0:
+            raise ValueError(f"{where}.visibility_margin: must lie in [0, 1)")
+        if any(k < 3 or k % 2 == 0 for k in self.completion_kernels):
+            raise ValueError(f"{where}.completion_kernels: odd sizes >= 3 expected")
+        if not 0.0 < self.filled_confidence < 1.0:
+            raise ValueError(f"{where}.filled_confidence: must lie in (0, 1)")
+        if self.downscale < 1:
+            raise ValueError(f"{where}.downscale: must be a positive integer")
+
+
+def dense_depth_config(**values) -> DenseDepthConfig:
+    """A validated :class:`DenseDepthConfig` from keyword values."""
+    return from_dict(DenseDepthConfig, values, "dense_depth")
+
+
+@dataclass
+class CameraStats:
+    """What happened to the points of one camera image."""
+
+    measured_pixels: int = 0  # pixels with a point after the z-buffer
+    hidden_removed: int = 0  # of those, removed as hidden behind nearer points
+    filled_pixels: int = 0  # pixels filled by completion
+    dropped_object_points: int = 0  # object points whose instance is absent at camera time
+
+
+@dataclass
+class SceneContext:
+    """What the keyframes of one scene share: the LiDAR timeline and the box tracks."""
+
+    timeline: list[LidarFrame]
+    tracks: dict[str, BoxTrack]
+
+
+def scene_context(scene_infos: list[dict]) -> SceneContext:
+    """Timeline and box tracks from all keyframe infos of one scene."""
+    return SceneContext(scene_lidar_timeline(scene_infos), scene_box_tracks(scene_infos))
+
+
+def output_path(out_dir: str | Path, camera: str, image_path: str) -> Path:
+    """``<out>/<CAM>/<image file stem>.npz`` of one camera image."""
+    return Path(out_dir) / camera / f"{Path(image_path).stem}.npz"
+
+
+def output_size(cam_info: dict, downscale: int, where: str) -> tuple[int, int]:
+    """(width, height) of the stored image."""
+    width, height = int(cam_info["width"]), int(cam_info["height"])
+    if width % downscale or height % downscale:
+        raise ValueError(
+            f"{where}: image {width}x{height} is not divisible by downscale {downscale}"
+        )
+    return width // downscale, height // downscale
+
+
+def scaled_intrinsic(intrinsic: np.ndarray, downscale: int) -> np.ndarray:
+    """[3, 3] camera matrix of the image resized by 1 / downscale (exact in the pixel
+    convention of ``renderlss.geometry.camera``)."""
+    scale = np.diag([1.0 / downscale, 1.0 / downscale, 1.0])
+    return scale @ np.asarray(intrinsic, dtype=np.float64)
+
+
+def accumulate_keyframe(
+    info: dict, context: SceneContext, dataroot: str | Path, config: DenseDepthConfig
+) -> AccumulatedCloud:
+    """The accumulated cloud of the sweeps around one keyframe."""
+    frames = window_frames(context.timeline, int(info["timestamp"]), config.window_sweeps)
+    return accumulate_frames(
+        frames,
+        dataroot,
+        config.ego_box,
+        context.tracks if config.dynamic else None,
+        config.box_margin,
+        config.max_box_extrapolation_s,
+    )
+
+
+def camera_dense_depth(
+    cloud: AccumulatedCloud,
+    tracks: dict[str, BoxTrack],
+    cam_info: dict,
+    config: DenseDepthConfig,
+    where: str,
+) -> tuple[np.ndarray, np.ndarray, CameraStats]:
+    """Dense depth of one camera image from an accumulated cloud.
+
+    Returns:
+        depth [H', W'] float32 (0 = none), confidence [H', W'] float32 in [0, 1], and the
+        statistics; H', W' = image size / ``config.downscale``.
+    """
+    points, dropped = cloud.place_at(
+        tracks, int(cam_info["timestamp"]), config.max_box_extrapolation_s
+    )
+    points_cam = transform_points(global_to_camera(cam_info, where), points)
+    width, height = output_size(cam_info, config.downscale, where)
+    intrinsic = scaled_intrinsic(cam_info["cam_intrinsic"], config.downscale)
+    depth = sparse_depth_image(points_cam, intrinsic, width, height, config.min_depth)
+    stats = CameraStats(measured_pixels=int((depth > 0).sum()), dropped_object_points=dropped)
+    if config.visibility:
+        depth, stats.hidden_removed = remove_hidden_points(
+            depth,
+            config.visibility_radius,
+            config.visibility_margin,
+            config.visibility_min_sectors,
+        )
+    if config.complete:
+        depth, confidence = complete_depth(
+            depth, config.completion_kernels, config.filled_confidence
+        )
+        stats.filled_pixels = int(((confidence > 0) & (confidence < 1)).sum())
+    else:
+        confidence = (depth > 0).astype(np.float32)
+    return depth, confidence, stats
+
+
+def keyframe_dense_depth(
+    info: dict,
+    context: SceneContext,
+    dataroot: str | Path,
+    config: DenseDepthConfig,
+    cameras: list[str],
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, CameraStats]]:
+    """``(camera, depth, confidence, stats)`` for each requested camera of one keyframe."""
+    cloud = accumulate_keyframe(info, context, dataroot, config)
+    for cam in cameras:
+        where = f"sample {info['token']} {cam}"
+        if cam not in info["cams"]:
+            raise ValueError(f"sample {info['token']}: no camera {cam} in its info")
+        yield cam, *camera_dense_depth(cloud, context.tracks, info["cams"][cam], config, where)
+
+
+def save_dense_depth(path: str | Path, depth: np.ndarray, confidence: np.ndarray) -> None:
+    """Write one dense depth file atomically (float16 depth, uint8 confidence)."""
+    atomic_save_npz(
+        path,
+        depth=depth.astype(np.float16),
+        confidence=np.round(np.clip(confidence, 0, 1) * CONFIDENCE_SCALE).astype(np.uint8),
+    )
+
+
+def load_dense_depth(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a dense depth file.
+
+    Returns:
+        depth [H, W] float32 camera z in metres (0 = none) and confidence [H, W] float32 in
+        [0, 1] (1 = measured, less = filled, 0 = none).
+    Raises:
+        FileNotFoundError: no such file. ValueError: unreadable, a missing field, or fields
+        of the wrong shape or type, naming the file and the field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"dense depth file not found: {path}")
+    try:
+        with np.load(path) as data:
+            fields = {name: data[name] for name in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: not a readable .npz file ({err!r})") from err
+    for name in ("depth", "confidence"):
+        if name not in fields:
+            raise ValueError(f"{path}: field {name!r} missing (has {sorted(fields)})")
+    depth, confidence = fields["depth"], fields["confidence"]
+    if depth.ndim != 2 or depth.shape != confidence.shape:
+        raise ValueError(
+            f"{path}: fields 'depth' {depth.shape} and 'confidence' {confidence.shape} must be "
+            "equal [H, W] shapes"
+        )
+    if confidence.dtype != np.uint8 or not np.issubdtype(depth.dtype, np.floating):
+        raise ValueError(
+            f"{path}: expected float 'depth' and uint8 'confidence', got {depth.dtype} and "
+            f"{confidence.dtype}"
+        )
+    depth = depth.astype(np.float32)
+    if not np.all(np.isfinite(depth)) or np.any(depth < 0):
+        raise ValueError(f"{path}: field 'depth' holds negative or non-finite values")
+    return depth, confidence.astype(np.float32) / CONFIDENCE_SCALE
+
+
+def dense_depth_targets(
+    path: str | Path, width: int, height: int, ignore_index: int
+) -> PixelTargets:
+    """Pixel targets of one camera image from its dense depth file: every pixel with depth,
+    at its centre in original image coordinates (a downscaled file is mapped up), with the
+    stored confidence and no class (``ignore_index``).
+
+    Args:
+        width, height: size of the original camera image.
+    """
+    depth, confidence = load_dense_depth(path)
+    rows, cols = depth.shape
+    if width % cols or height % rows or width // cols != height // rows:
+        raise ValueError(
+            f"{path}: a {cols}x{rows} depth image is not an integer downscale of the "
+            f"{width}x{height} camera image"
+        )
+    scale = width // cols
+    i, j = np.nonzero((depth > 0) & (confidence > 0))
+    uv = np.stack([(j + 0.5) * scale, (i + 0.5) * scale], axis=1).astype(np.float64)
+    return PixelTargets(
+        uv=uv,
+        depth=depth[i, j],
+        semantics=np.full(len(i), ignore_index, dtype=np.uint8),
+        confidence=confidence[i, j],
+    )
+
+
+class DenseDepthTargetSource:
+    """Depth targets read from a dense depth folder (a :class:`TargetSource`).
+
+    Args:
+        depth_dir: the builder's output folder (``<CAM>/<image stem>.npz``).
+        ignore_index: class value of the targets (dense depth carries no class).
+    """
+
+    def __init__(self, depth_dir: str | Path, ignore_index: int) -> None:
+        self.depth_dir = Path(depth_dir)
+        self.ignore_index = ignore_index
+
+    def __call__(self, info: dict, cameras: list[str]) -> dict[str, PixelTargets]:
+        targets = {}
+        for cam in cameras:
+            cam_info = info["cams"][cam]
+            path = output_path(self.depth_dir, cam, cam_info["data_path"])
+            targets[cam] = dense_depth_targets(
+                path, int(cam_info["width"]), int(cam_info["height"]), self.ignore_index
+            )
+        return targets
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> (i, n) with 0 <= i < n."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError as err:
+        raise ValueError(f"shard {text!r}: expected i/n, e.g. 0/4") from err
+    if not 0 <= index < count:
+        raise ValueError(f"shard {text!r}: need 0 <= i < n")
+    return index, count
+
+
+def shard_indices(total: int, shard: tuple[int, int]) -> list[int]:
+    """Keyframe indices of shard ``(i, n)``: every n-th keyframe starting at i, so shards
+    get equal shares of every scene."""
+    index, count = shard
+    return list(range(index, total, count))
+
+
+def manifest(config: DenseDepthConfig, cameras: list[str]) -> dict:
+    """The parameters that decide the output files."""
+    return dict(
+        format=DENSE_DEPTH_FORMAT,
+        version=DENSE_DEPTH_VERSION,
+        cameras=cameras,
+        config=to_dict(config),
+    )
+
+
+def write_or_check_manifest(out_dir: Path, expected: dict) -> None:
+    """Write the manifest, or refuse an output folder built with other parameters (finished
+    files from one configuration must not be mixed with another's)."""
+    path = out_dir / MANIFEST_NAME
+    expected = json.loads(json.dumps(expected))  # tuples -> lists, as read back
+    if not path.is_file():
+        atomic_save_json(path, expected)
+        return
+    try:
+        existing = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if existing == expected:
+        return
+    old, new = existing.get("config", {}), expected["config"]
+    differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    raise ValueError(
+        f"{path}: this folder was built with other parameters "
+        f"({', '.join(differing) or 'format, version or cameras'}); use another --out or "
+        "remove it"
+    )
+
+
+@dataclass
+class BuildSummary:
+    """Outcome of :func:`build_dense_depth`."""
+
+    keyframes: int = 0  # keyframes of this shard
+    done: int = 0  # images written
+    skipped: int = 0  # images already finished
+    failed: list[str] = field(default_factory=list)  # one reason per failed keyframe
+    stats: Counter = field(default_factory=Counter)  # CameraStats summed over written images
+    seconds: float = 0.0
+
+    def format(self) -> str:
+        lines = [
+            f"{self.keyframes} keyframes: {self.done} images written, {self.skipped} skipped "
+            f"(already done), {len(self.failed)} keyframes failed, {self.seconds:.1f} s"
+        ]
+        if self.done:
+            lines.append(
+                "  per written image: "
+                + ", ".join(f"{k} {v / self.done:.0f}" for k, v in sorted(self.stats.items()))
+            )
+        lines += [f"  failed: {reason}" for reason in self.failed]
+        return "\n".join(lines)
+
+
+def group_by_scene(infos: list[dict]) -> dict[str, list[dict]]:
+    """Infos per scene token (scene name for infos without one)."""
+    scenes: dict[str, list[dict]] = {}
+    for info in infos:
+        scenes.setdefault(info.get("scene_token") or info.get("scene_name", ""), []).append(info)
+    return scenes
+
+
+def build_dense_depth(
+    infos: list[dict],
+    dataroot: str | Path,
+    out_dir: str | Path,
+    config: DenseDepthConfig,
+    cameras: list[str],
+    shard: tuple[int, int] = (0, 1),
+    show_progress: bool = True,
+) -> BuildSummary:
+    """Write dense depth for every camera image of the shard's keyframes.
+
+    Finished files are skipped (resume by rerunning); a keyframe that fails (missing or
+    corrupt sweep file, malformed record) is reported in the summary and the run goes on.
+
+    Raises:
+        ValueError: an invalid config, an output folder built with other parameters, or
+            dynamic handling asked for with infos that carry no boxes.
+    """
+    start = time.perf_counter()
+    config.validate("dense_depth")
+    if config.dynamic and infos and not any(len(info["gt_boxes"]) for info in infos):
+        # BEVDet pickles carry no boxes: moving objects would leave trails unnoticed.
+        raise ValueError(
+            "no keyframe of the info file has boxes (gt_boxes), so moving objects cannot be "
+            "followed; rebuild the infos with tools/create_data.py or pass --no-dynamic"
+        )
+    out_dir = Path(out_dir)
+    write_or_check_manifest(out_dir, manifest(config, cameras))
+    scenes = group_by_scene(infos)
+    contexts: dict[str, SceneContext] = {}
+    summary = BuildSummary()
+    indices = shard_indices(len(infos), shard)
+    summary.keyframes = len(indices)
+    for index in tqdm(indices, desc="dense depth", unit="keyframe", disable=not show_progress):
+        info = infos[index]
+        try:
+            missing = [
+                cam
+                for cam in cameras
+                if not output_path(out_dir, cam, info["cams"][cam]["data_path"]).is_file()
+            ]
+            summary.skipped += len(cameras) - len(missing)
+            if not missing:
+                continue
+            scene = info.get("scene_token") or info.get("scene_name", "")
+            if scene not in contexts:
+                # Keyframes come scene by scene: keep only the current scene's context.
+                contexts = {scene: scene_context(scenes[scene])}
+            for cam, depth, confidence, stats in keyframe_dense_depth(
+                info, contexts[scene], dataroot, config, missing
+            ):
+                save_dense_depth(
+                    output_path(out_dir, cam, info["cams"][cam]["data_path"]), depth, confidence
+                )
+                summary.done += 1
+                summary.stats.update(dataclasses.asdict(stats))
+        except KeyError as err:
+            summary.failed.append(f"sample {info.get('token', index)}: field {err} missing")
+        except (FileNotFoundError, ValueError) as err:
+            summary.failed.append(f"sample {info.get('token', index)}: {err}")
+    summary.seconds = time.perf_counter() - start
+    return summary

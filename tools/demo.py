@@ -1,0 +1,166 @@
+#!/usr/bin/env python
+"""The whole renderlss loop on the embedded synthetic dataset, on CPU, in one command.
+
+Runs, printing each command as a user would type it:
+  1. tools/make_synthetic.py    the procedural world as a nuScenes-format dataroot (resumable)
+  2. tools/create_data.py       info files with a by-scene train/val split
+  3. a Dataset summary          what one training sample holds
+  4. tools/class_frequencies.py class counts of the ray targets for the loss weights
+  5. tools/train.py             train the demo config (resumes an interrupted demo)
+  6. tools/test.py              Occ3D mIoU, RayIoU and depth errors on the held-out scene,
+                                next to trivial baselines
+  7. tools/visualize.py         rendered depth / semantics and occupancy pictures
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "synthetic_demo.py"
+
+
+def run(args: list[str]) -> None:
+    """Run a tool like a user would; stop the demo with its exit code if it fails."""
+    print(f"\n$ {shlex.join(args)}", flush=True)
+    done = subprocess.run([sys.executable, *args], cwd=ROOT)
+    if done.returncode:
+        sys.exit(done.returncode)
+
+
+def dataset_summary(config) -> None:
+    """Print what the training Dataset yields for its first sample and overall."""
+    from renderlss.data.dataset import OccDataset
+
+    dataset = OccDataset(config.data.train_infos, config.data, train=True)
+    sample = dataset[0]
+    print(f"\nDataset: {len(dataset)} training keyframes; sample 0 ({sample['meta']['token']}):")
+    for key in ("img", "intrinsic", "img_aug", "cam2ego", "voxel_semantics", "mask_camera"):
+        if key in sample:
+            print(f"  {key:<16} {tuple(sample[key].shape)} {sample[key].dtype}")
+    for key, value in sample["targets"].items():
+        print(f"  targets.{key:<8} {tuple(value.shape)} {value.dtype}")
+    depth = sample["targets"]["depth"].numpy()
+    sem = sample["targets"]["semantics"].numpy()
+    names = config.data.classes.occ_class_names
+    present = [names[c] for c in np.unique(sem) if c < len(names)]
+    print(f"  target depth {depth[depth > 0].min():.1f}..{depth.max():.1f} m; classes: {present}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", default="data/synthetic", help="synthetic dataroot to use")
+    parser.add_argument("--work-dir", default="work_dirs/synthetic_demo")
+    parser.add_argument("--scenes", type=int, default=4)
+    parser.add_argument("--keyframes", type=int, default=10)
+    parser.add_argument("--steps", type=int, help="training steps (default: the config's)")
+    args = parser.parse_args(argv)
+
+    from renderlss.experiment import load_experiment
+
+    data, work = Path(args.data), Path(args.work_dir)
+    infos = data / "infos"
+    overrides = [
+        f"data.train_infos={str(infos / 'renderlss_infos_train.pkl')!r}",
+        f"data.val_infos={str(infos / 'renderlss_infos_val.pkl')!r}",
+        f"model.loss.class_counts={str(infos / 'class_counts.json')!r}",
+        f"train.work_dir={str(work)!r}",
+    ]
+    if args.steps:
+        overrides.append(f"train.max_steps={args.steps}")
+    config = load_experiment(CONFIG, overrides)
+    grid = config.data.grid
+    if len(set(grid.voxel_size)) != 1:
+        raise SystemExit("the demo generates labels on cubic voxels only")
+    started = time.perf_counter()
+
+    grid_args = [str(v) for v in (*grid.point_cloud_range, grid.voxel_size[0])]
+    run(
+        [
+            "tools/make_synthetic.py",
+            "--out",
+            str(data),
+            "--scenes",
+            str(args.scenes),
+            "--keyframes",
+            str(args.keyframes),
+            "--grid",
+            *grid_args,
+        ]
+    )
+    run(
+        [
+            "tools/create_data.py",
+            "--dataroot",
+            str(data),
+            "--version",
+            "v1.0-synthetic",
+            "--out-dir",
+            str(infos),
+        ]
+    )
+    dataset_summary(load_experiment(CONFIG, overrides + ["model.loss.class_counts=''"]))
+    run(
+        [
+            "tools/class_frequencies.py",
+            str(CONFIG),
+            "--out",
+            str(infos / "class_counts.json"),
+            "--cfg-options",
+            *overrides,
+        ]
+    )
+    cfg_options = ["--cfg-options", *overrides]
+    run(["tools/train.py", str(CONFIG), "--resume", *cfg_options])
+    checkpoint = work / f"step_{config.train.max_steps:06d}.pth"
+    metrics_path = work / "metrics_val.json"
+    run(
+        [
+            "tools/test.py",
+            str(CONFIG),
+            str(checkpoint),
+            "--out",
+            str(metrics_path),
+            "--baselines",
+            *cfg_options,
+        ]
+    )
+    vis_dir = work / "vis"
+    run(
+        [
+            "tools/visualize.py",
+            str(CONFIG),
+            str(checkpoint),
+            "--range",
+            "0",
+            "2",
+            "--out-dir",
+            str(vis_dir),
+            *cfg_options,
+        ]
+    )
+
+    metrics = json.loads(metrics_path.read_text())
+    minutes = (time.perf_counter() - started) / 60
+    print(f"\nDemo finished in {minutes:.1f} min.")
+    for key in sorted(metrics):
+        if isinstance(metrics[key], int | float) and not key.startswith("iou/"):
+            print(f"  {key:<36} {metrics[key]:.4f}")
+    print(f"Checkpoint:  {checkpoint}")
+    print(f"Pictures:    {vis_dir}")
+    print(f"TensorBoard: tensorboard --logdir {work / 'tb'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
