@@ -128,7 +128,9 @@ def test_voting_matches_brute_force_loops():
             ordered = sorted(counts.values())
             purity = ordered[-1] / total if total else 0.0
             labelled = (
-                seg != -1 and total >= min_votes and purity >= min_purity
+                seg != -1
+                and total >= min_votes
+                and purity >= min_purity
                 and ordered[-1] > ordered[-2]
             )
             expected = max(counts, key=counts.get) if labelled else IGNORE
@@ -348,6 +350,7 @@ def test_quality_metrics_on_a_hand_confusion():
     accumulate_confusion(confusion, pred, truth, IGNORE)
     m = quality_metrics(confusion)
     assert m["coverage"] == pytest.approx(5 / 8)
+    assert m["class_coverage"] == pytest.approx(4 / 6)
     assert m["accuracy"] == pytest.approx(3 / 5)
     # class 0: 2 hits, 2 labelled true, 3 predicted -> 2 / 3; class 1: 1 hit, 2 true
     # labelled, 2 predicted (one on sky) -> 1 / 3
@@ -434,8 +437,9 @@ def build(infos, root, out, mask_source=None, settings=None, shard=(0, 1)):
     )
 
 
-def test_builder_resumes_shards_and_refuses_other_settings(synthetic_infos, synthetic_root,
-                                                           tmp_path):
+def test_builder_resumes_shards_and_refuses_other_settings(
+    synthetic_infos, synthetic_root, tmp_path
+):
     _, infos = load_infos(synthetic_infos)
     first = build(infos, synthetic_root, tmp_path, shard=(1, 2))
     assert first.keyframes == len(infos[1::2]) and first.done == 2 * first.keyframes
@@ -458,8 +462,13 @@ def test_builder_counts_missing_lidarseg_and_bad_masks(synthetic_infos, syntheti
             write_image_mask(mask_dir, cam, stem, ".npz", {"segments": np.zeros((90, 160), int)})
     bad = Path(infos[2]["cams"]["CAM_BACK"]["data_path"]).stem
     write_image_mask(mask_dir, "CAM_BACK", bad, ".npz", {"segments": np.zeros((45, 80), int)})
-    summary = build(infos, synthetic_root, tmp_path / "out", FileMaskSource(mask_dir),
-                    LabelSettings(min_votes=1, min_purity=0.0))
+    summary = build(
+        infos,
+        synthetic_root,
+        tmp_path / "out",
+        FileMaskSource(mask_dir),
+        LabelSettings(min_votes=1, min_purity=0.0),
+    )
     assert summary.done == 1 and len(summary.failed) == 5
     reasons = "\n".join(summary.failed)
     assert f"sample {infos[0]['token']} CAM_FRONT: " in reasons
