@@ -15,6 +15,7 @@ import pytest
 from renderlss.data.classes import load_classes
 from renderlss.data.infos import create_infos, load_infos
 from renderlss.geometry import pose_matrix, yaw_to_quaternion
+from renderlss.labels.artifacts import output_path, parse_shard, shard_indices
 from renderlss.labels.box_motion import BoxTrack, box_at, interpolate_angle, to_box_frame
 from renderlss.labels.dense_depth import (
     DenseDepthTargetSource,
@@ -22,10 +23,7 @@ from renderlss.labels.dense_depth import (
     dense_depth_config,
     dense_depth_targets,
     load_dense_depth,
-    output_path,
-    parse_shard,
     save_dense_depth,
-    shard_indices,
 )
 from renderlss.labels.depth_accumulation import LidarFrame, accumulate_frames
 from renderlss.labels.depth_completion import complete_depth

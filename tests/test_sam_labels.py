@@ -13,6 +13,7 @@ import torch
 from renderlss.data.classes import learning_map_table, load_classes
 from renderlss.data.config import TargetConfig
 from renderlss.data.infos import create_infos, load_infos
+from renderlss.labels.artifacts import output_path
 from renderlss.labels.mask_sources import (
     FileMaskSource,
     SamMaskSource,
@@ -32,7 +33,6 @@ from renderlss.labels.semantic_labels import (
     accumulate_confusion,
     build_semantic_labels,
     load_semantic_labels,
-    output_path,
     quality_metrics,
     save_semantic_labels,
     semantic_label_targets,

@@ -24,11 +24,11 @@ from renderlss.configuration import ConfigError  # noqa: E402
 from renderlss.data.classes import load_classes  # noqa: E402
 from renderlss.data.infos import load_infos  # noqa: E402
 from renderlss.io import atomic_save_json  # noqa: E402
+from renderlss.labels.artifacts import parse_shard  # noqa: E402
 from renderlss.labels.dense_depth import (  # noqa: E402
     DenseDepthConfig,
     build_dense_depth,
     dense_depth_config,
-    parse_shard,
 )
 from renderlss.labels.depth_quality import (  # noqa: E402
     evaluate_against_oracle,

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from renderlss.data.classes import learning_map_table, load_classes  # noqa: E402
 from renderlss.data.config import TargetConfig  # noqa: E402
 from renderlss.data.infos import load_infos  # noqa: E402
-from renderlss.labels.dense_depth import parse_shard, shard_indices  # noqa: E402
+from renderlss.labels.artifacts import parse_shard, shard_indices  # noqa: E402
 from renderlss.labels.mask_sources import make_mask_source  # noqa: E402
 from renderlss.labels.semantic_labels import (  # noqa: E402
     LabelSettings,

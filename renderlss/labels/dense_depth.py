@@ -13,7 +13,6 @@ docs/dense_depth.md.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import zipfile
 from collections import Counter
@@ -27,7 +26,12 @@ from tqdm import tqdm
 from renderlss.configuration import from_dict, to_dict
 from renderlss.data.config import TargetConfig
 from renderlss.geometry import transform_points
-from renderlss.io import atomic_save_json, atomic_save_npz
+from renderlss.io import atomic_save_npz
+from renderlss.labels.artifacts import (
+    output_path,
+    shard_indices,
+    write_or_check_manifest,
+)
 from renderlss.labels.box_motion import BoxTrack, scene_box_tracks
 from renderlss.labels.depth_accumulation import (
     AccumulatedCloud,
@@ -43,7 +47,6 @@ from renderlss.labels.visibility import remove_hidden_points, sparse_depth_image
 
 DENSE_DEPTH_FORMAT = "renderlss-dense-depth"
 DENSE_DEPTH_VERSION = 1
-MANIFEST_NAME = "manifest.json"
 CONFIDENCE_SCALE = 255  # stored uint8 confidence / 255 = confidence in [0, 1]
 
 
@@ -122,11 +125,6 @@ class SceneContext:
 def scene_context(scene_infos: list[dict]) -> SceneContext:
     """Timeline and box tracks from all keyframe infos of one scene."""
     return SceneContext(scene_lidar_timeline(scene_infos), scene_box_tracks(scene_infos))
-
-
-def output_path(out_dir: str | Path, camera: str, image_path: str) -> Path:
-    """``<out>/<CAM>/<image file stem>.npz`` of one camera image."""
-    return Path(out_dir) / camera / f"{Path(image_path).stem}.npz"
 
 
 def output_size(cam_info: dict, downscale: int, where: str) -> tuple[int, int]:
@@ -313,24 +311,6 @@ class DenseDepthTargetSource:
         return targets
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/n"`` -> (i, n) with 0 <= i < n."""
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError as err:
-        raise ValueError(f"shard {text!r}: expected i/n, e.g. 0/4") from err
-    if not 0 <= index < count:
-        raise ValueError(f"shard {text!r}: need 0 <= i < n")
-    return index, count
-
-
-def shard_indices(total: int, shard: tuple[int, int]) -> list[int]:
-    """Keyframe indices of shard ``(i, n)``: every n-th keyframe starting at i, so shards
-    get equal shares of every scene."""
-    index, count = shard
-    return list(range(index, total, count))
-
-
 def manifest(config: DenseDepthConfig, cameras: list[str]) -> dict:
     """The parameters that decide the output files."""
     return dict(
@@ -338,29 +318,6 @@ def manifest(config: DenseDepthConfig, cameras: list[str]) -> dict:
         version=DENSE_DEPTH_VERSION,
         cameras=cameras,
         config=to_dict(config),
-    )
-
-
-def write_or_check_manifest(out_dir: Path, expected: dict) -> None:
-    """Write the manifest, or refuse an output folder built with other parameters (finished
-    files from one configuration must not be mixed with another's)."""
-    path = out_dir / MANIFEST_NAME
-    expected = json.loads(json.dumps(expected))  # tuples -> lists, as read back
-    if not path.is_file():
-        atomic_save_json(path, expected)
-        return
-    try:
-        existing = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-    if existing == expected:
-        return
-    old, new = existing.get("config", {}), expected["config"]
-    differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    raise ValueError(
-        f"{path}: this folder was built with other parameters "
-        f"({', '.join(differing) or 'format, version or cameras'}); use another --out or "
-        "remove it"
     )
 
 

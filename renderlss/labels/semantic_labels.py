@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from renderlss.geometry import pixel_grid
 from renderlss.io import atomic_save_npz
-from renderlss.labels.dense_depth import output_path, shard_indices, write_or_check_manifest
+from renderlss.labels.artifacts import output_path, shard_indices, write_or_check_manifest
 from renderlss.labels.mask_sources import MaskSource
 from renderlss.labels.mask_voting import vote_labels
 from renderlss.labels.pixel_targets import PixelTargets
