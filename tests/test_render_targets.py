@@ -101,3 +101,18 @@ def test_sparse_depth_image_by_hand():
     expected = np.zeros((4, 6), dtype=np.float32)
     expected[1, 2] = 1.0  # the nearer of the two points in pixel (row 1, col 2); the third
     np.testing.assert_array_equal(image, expected)  # falls outside, the fourth has no depth
+
+
+def test_source_options_are_checked():
+    with pytest.raises(ValueError, match="dense_depth_dir: needed"):
+        TargetConfig(sources=["dense_depth"]).validate("data.targets")
+    with pytest.raises(ValueError, match="source_weights.*'sam_labels'"):
+        TargetConfig(sources=["lidar"], source_weights={"sam_labels": 0.5}).validate("t")
+
+
+def test_source_weight_scales_confidence(infos_path):
+    plain = make_dataset(infos_path)
+    weighted = make_dataset(infos_path, source_weights={"lidar": 0.25})
+    a, b = plain[0]["targets"], weighted[0]["targets"]
+    np.testing.assert_array_equal(a["depth"].numpy(), b["depth"].numpy())
+    np.testing.assert_allclose(b["confidence"].numpy(), 0.25 * a["confidence"].numpy())

@@ -16,7 +16,7 @@ NUSCENES_CAMERAS = [
     "CAM_BACK_RIGHT",
 ]
 
-TARGET_SOURCE_NAMES = ["lidar"]
+TARGET_SOURCE_NAMES = ["lidar", "dense_depth", "sam_labels"]
 
 
 def _check_range(where: str, name: str, bounds: tuple[float, float]) -> None:
@@ -73,9 +73,15 @@ class TargetConfig:
     """Where render targets come from and how rays are drawn from them (the ``data.targets``
     section; see ``renderlss.data.render_targets``)."""
 
-    # Target sources, combined as candidates: "lidar" (keyframe sweep + lidarseg).
-    # Empty: samples carry no render targets.
+    # Target sources, combined as candidate rays: "lidar" (keyframe sweep + lidarseg: depth
+    # and class), "dense_depth" (tools/make_dense_depth.py: depth only), "sam_labels"
+    # (tools/make_sam_labels.py: class only). Empty: samples carry no render targets.
     sources: list[str] = field(default_factory=list)
+    dense_depth_dir: str = ""  # output folder of tools/make_dense_depth.py
+    sam_labels_dir: str = ""  # output folder of tools/make_sam_labels.py
+    sam_labels_stride: int = 4  # take every n-th pixel of the label images as candidates
+    # Loss weight per source, multiplied into each target's confidence (default 1).
+    source_weights: dict[str, float] = field(default_factory=dict)
     num_rays: int = 38400  # rays per sample after weighted sampling
     adjacent_keyframes: int = 0  # k: also use rays of the +-k neighbouring keyframes
     adjacent_weight: float = 0.3  # sampling weight of adjacent-frame rays
@@ -91,6 +97,17 @@ class TargetConfig:
             raise ValueError(
                 f"{where}.sources: unknown {sorted(unknown)}; known {TARGET_SOURCE_NAMES}"
             )
+        for name, folder in (
+            ("dense_depth", self.dense_depth_dir),
+            ("sam_labels", self.sam_labels_dir),
+        ):
+            if name in self.sources and not folder:
+                raise ValueError(f"{where}.{name}_dir: needed by the {name!r} source")
+        unknown = set(self.source_weights) - set(self.sources)
+        if unknown:
+            raise ValueError(f"{where}.source_weights: {sorted(unknown)} are not in sources")
+        if self.sam_labels_stride < 1:
+            raise ValueError(f"{where}.sam_labels_stride: must be >= 1")
         if self.num_rays <= 0 or self.adjacent_keyframes < 0:
             raise ValueError(f"{where}: num_rays must be > 0 and adjacent_keyframes >= 0")
 

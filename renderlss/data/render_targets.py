@@ -19,22 +19,50 @@ from renderlss.data.infos import info_pose
 from renderlss.data.ray_sampling import class_balance_weights, draw_rays, ray_weights
 from renderlss.geometry import compose, invert_pose, unproject_pixels
 from renderlss.geometry.grid import VoxelGrid
+from renderlss.labels.dense_depth import DenseDepthTargetSource
 from renderlss.labels.lidar_projection import nearest_per_pixel
 from renderlss.labels.pixel_targets import PixelTargets
+from renderlss.labels.semantic_labels import SemanticLabelSource
 from renderlss.labels.sources import LidarTargetSource, TargetSource
+
+
+class WeightedSource:
+    """A target source whose targets' confidence is multiplied by a per-source weight."""
+
+    def __init__(self, source: TargetSource, weight: float) -> None:
+        self.source = source
+        self.weight = weight
+
+    def __call__(self, info: dict, cameras: list[str]) -> dict[str, PixelTargets]:
+        targets = self.source(info, cameras)
+        for tgt in targets.values():
+            tgt.confidence = tgt.confidence * np.float32(self.weight)
+        return targets
 
 
 def make_target_sources(
     config: TargetConfig, dataroot: str | Path, classes: ClassesConfig
 ) -> list[TargetSource]:
-    """Instantiate the configured target sources."""
-    table = learning_map_table(classes)
+    """Instantiate the configured target sources (weighted as ``source_weights`` says)."""
     builders = {
         "lidar": lambda: LidarTargetSource(
-            dataroot, table, classes.ignore_index, config.ego_box, config.min_depth
+            dataroot,
+            learning_map_table(classes),
+            classes.ignore_index,
+            config.ego_box,
+            config.min_depth,
+        ),
+        "dense_depth": lambda: DenseDepthTargetSource(config.dense_depth_dir, classes.ignore_index),
+        "sam_labels": lambda: SemanticLabelSource(
+            config.sam_labels_dir, classes.ignore_index, config.sam_labels_stride
         ),
     }
-    return [builders[name]() for name in config.sources]
+    sources = []
+    for name in config.sources:
+        source = builders[name]()
+        weight = config.source_weights.get(name, 1.0)
+        sources.append(source if weight == 1.0 else WeightedSource(source, weight))
+    return sources
 
 
 def camera_to_key_ego(cam_info: dict, key_info: dict) -> np.ndarray:
