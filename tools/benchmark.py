@@ -11,6 +11,7 @@ Sections (``--only``):
   splat      splat variants vs the LSS cumsum-trick splat (forward + backward)
   render     the renderer (box clipping + early termination) vs dense sampling of every step
   model      one forward + backward of the whole network
+  memory     resident memory over a long CPU training run (host-memory leaks)
 Scales (``--scales``): demo (configs/synthetic_demo.py) and paper (configs/renderocc_r50_occ3d.py).
 """
 
@@ -298,12 +299,59 @@ def case_data(dataroot: str, infos: str, workers: int, samples: int) -> dict:
     return dict(workers=workers, samples=samples - 1, samples_per_s=(samples - 1) / seconds)
 
 
+def case_memory(steps: int, workers: int) -> dict:
+    """Resident memory of a CPU training run of a small demo-like config over many steps."""
+    from renderlss.data.infos import create_infos
+    from renderlss.experiment import load_experiment
+    from renderlss.synthetic.config import SyntheticConfig
+    from renderlss.synthetic.generate import generate_dataset
+    from renderlss.train.trainer import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "synthetic"
+        synthetic = SyntheticConfig(num_scenes=2, keyframes_per_scene=4, width=200, height=112)
+        generate_dataset(root, synthetic, progress=False)
+        create_infos(str(root), "v1.0-synthetic", str(root / "infos"), show_progress=False)
+        config = load_experiment(
+            SCALE_CONFIGS["demo"],
+            [
+                f"data.train_infos={str(root / 'infos' / 'renderlss_infos_train.pkl')!r}",
+                f"train.work_dir={str(Path(tmp) / 'work')!r}",
+                f"train.max_steps={steps}",
+                f"train.checkpoint_interval={steps}",
+                f"data.workers={workers}",
+                "data.load_occ=False",
+                "data.input_size=(64,112)",
+                "data.targets.num_rays=512",
+                "model.loss.class_counts=''",
+                "train.log_interval=1000000",
+            ],
+        )
+        result = train(config, log=lambda line: None)
+    rss = [r["rss_mb"] for r in result.history]
+    tenth = max(1, steps // 10)
+    early, late = statistics.mean(rss[tenth : 2 * tenth]), statistics.mean(rss[-tenth:])
+    return dict(
+        steps=steps,
+        workers=workers,
+        rss_start_mb=round(rss[0], 1),
+        rss_early_mb=round(early, 1),
+        rss_end_mb=round(late, 1),
+        growth_mb_per_1k_steps=round((late - early) / max(1, steps - 2 * tenth) * 1000, 2),
+        seconds_per_step=round(
+            statistics.median(config.data.batch_size / r["samples_per_s"] for r in result.history),
+            3,
+        ),
+    )
+
+
 CASES = dict(
     splat=case_splat,
     render=case_render,
     model=case_model,
     synthetic=case_synthetic,
     data=case_data,
+    memory=case_memory,
 )
 
 
@@ -391,12 +439,19 @@ def section_data(args) -> list[dict]:
     return rows
 
 
+def section_memory(args) -> list[dict]:
+    r = run_isolated("memory", steps=args.memory_steps, workers=0)
+    r.update(section="memory", scale="demo-small", case="train_rss")
+    return [r]
+
+
 SECTIONS = dict(
     synthetic=section_synthetic,
     data=section_data,
     splat=section_splat,
     render=section_render,
     model=section_model,
+    memory=section_memory,
 )
 
 
@@ -434,6 +489,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case")
     parser.add_argument(
         "--data-samples", type=int, default=20, help="samples read per data-loading case"
+    )
+    parser.add_argument(
+        "--memory-steps", type=int, default=2000, help="training steps of the memory (leak) section"
     )
     parser.add_argument("--out", default="bench/benchmark.json", help="JSON output path")
     args = parser.parse_args(argv)

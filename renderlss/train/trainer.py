@@ -45,7 +45,7 @@ from renderlss.train.distributed import (
     wrap_model,
 )
 from renderlss.train.ema import EmaMomentum, ModelEMA
-from renderlss.train.memory import peak_memory_mb
+from renderlss.train.memory import peak_memory_mb, resident_memory_mb
 from renderlss.train.nan_guard import NanGuard
 from renderlss.train.sampler import EpochSampler
 from renderlss.train.tb_logger import TensorBoardLogger
@@ -312,6 +312,7 @@ class Trainer:
         samples = self.config.data.batch_size * tc.accumulate_steps * self.dist.world_size
         record["samples_per_s"] = samples / seconds
         record["memory_mb"] = peak_memory_mb(self.dist.device)
+        record["rss_mb"] = resident_memory_mb()
         if self.is_main:
             with open(self.work_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(dict(step=self.step, **record)) + "\n")
@@ -353,7 +354,16 @@ class Trainer:
         return TrainResult(self.model, history, self.step)
 
 
-_NON_LOSS_KEYS = ("loss", "lr", "grad_norm", "data_time", "skipped", "samples_per_s", "memory_mb")
+_NON_LOSS_KEYS = (
+    "loss",
+    "lr",
+    "grad_norm",
+    "data_time",
+    "skipped",
+    "samples_per_s",
+    "memory_mb",
+    "rss_mb",
+)
 
 
 def train(

@@ -1,0 +1,627 @@
+"""The evaluation loop: a trained network over an evaluation split, every metric at once.
+
+Per sample (eval-mode ``OccDataset``: no augmentation, deterministic):
+
+- **Occ3D mIoU**: ``predict_occupancy`` (density above ``EvalConfig.occupancy_threshold``,
+  then the most likely non-free class) against the Occ3D labels, on the voxels of the
+  configured visibility mask; 17-class and subset (15-class) means and per-class IoU.
+- **RayIoU**: query rays from a single origin, the keyframe LiDAR position in the key-ego
+  frame (the ``lidar2ego`` translation). SparseOcc casts from the LiDAR positions of up to 8
+  keyframes of the scene; one origin is cheaper and needs no scene bookkeeping, but its
+  numbers are not comparable with published RayIoU.
+- **Depth against LiDAR**: one ray through every LiDAR point of the keyframe that projects
+  into a camera (original image coordinates), scored where the point lies inside the grid.
+- **Depth against the oracle** (synthetic data): whole images rendered every
+  ``image_stride`` pixels against the exact depth of the same pixels.
+- **Baselines** (optional): trivial predictors scored with the same mIoU and RayIoU.
+
+Processes of a ``torchrun`` group take the samples ``rank::world_size`` and sum their
+accumulators with ``all_reduce`` at the end, so any number of processes reports the numbers
+of a single one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from renderlss.data.classes import ClassesConfig
+from renderlss.data.collate import collate
+from renderlss.data.dataset import OccDataset, load_occ_labels
+from renderlss.data.infos import info_pose
+from renderlss.data.render_targets import make_target_sources
+from renderlss.eval.config import EvalConfig, is_eval_override, load_eval_config
+from renderlss.eval.depth_metrics import DepthMetrics
+from renderlss.eval.full_image import (
+    StridedGrid,
+    camera_grid,
+    has_oracle,
+    image_rays,
+    load_oracle,
+    oracle_path,
+    reachable,
+    render_camera_images,
+    render_sample_rays,
+)
+from renderlss.eval.metrics import OccupancyIoU, OccupancyIoUResult, occ3d_eval_mask
+from renderlss.eval.ray_iou import RayIoU, RayIoUResult
+from renderlss.experiment import ExperimentConfig, load_experiment
+from renderlss.geometry import transform_points
+from renderlss.geometry.grid import VoxelGrid
+from renderlss.labels.sources import TargetSource
+from renderlss.models.occupancy_net import OccupancyNet, predict_occupancy
+from renderlss.train.checkpoint import CheckpointError, load_checkpoint
+from renderlss.train.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    init_distributed,
+    is_main_process,
+    rank,
+    world_size,
+)
+from renderlss.train.trainer import build_model, to_device
+
+SPLITS = ("train", "val")
+WEIGHT_FIELDS = ("model", "ema")
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def split_infos(config: ExperimentConfig, split: str) -> str:
+    """The info file of ``split`` ("train" or "val") named by the config's data section."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    path = getattr(config.data, f"{split}_infos")
+    if not path:
+        raise ValueError(f"data.{split}_infos is not set in the config")
+    return path
+
+
+def eval_dataset(config: ExperimentConfig, infos: str | Path) -> OccDataset:
+    """An eval-mode dataset of ``infos``. Ray targets are switched off: the runner projects
+    the LiDAR itself, without the training-time weighted ray sampling."""
+    targets = replace(config.data.targets, sources=[])
+    return OccDataset(infos, replace(config.data, targets=targets), train=False)
+
+
+def load_trained_model(
+    config: ExperimentConfig, checkpoint: str | Path, weights: str, device: torch.device | str
+) -> OccupancyNet:
+    """``build_model(config)`` with the ``weights`` ("model" or "ema") of a checkpoint, in
+    eval mode on ``device``.
+
+    Raises:
+        CheckpointError: naming the file and field when it is missing or does not fit.
+    """
+    if weights not in WEIGHT_FIELDS:
+        raise ValueError(f"weights must be one of {WEIGHT_FIELDS}, got {weights!r}")
+    saved = load_checkpoint(checkpoint)
+    state = saved[weights]
+    if state is None:
+        raise CheckpointError(f"{checkpoint}: field {weights!r} is empty (trained without it)")
+    if weights == "ema":
+        state = state["module"]
+    model = build_model(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{checkpoint}: field {weights!r} does not fit the model of the config: {err}"
+        ) from err
+    return model.to(device).eval()
+
+
+def load_configs(
+    path: str | Path, overrides: list[str] | None = None
+) -> tuple[ExperimentConfig, EvalConfig]:
+    """The experiment config and its ``eval`` section, ``eval.*`` overrides going to the
+    latter and all others to the former."""
+    overrides = list(overrides or [])
+    own = [text for text in overrides if not is_eval_override(text)]
+    return load_experiment(path, own), load_eval_config(path, overrides)
+
+
+def add_evaluation_arguments(parser: argparse.ArgumentParser, default_split: str) -> None:
+    """The arguments every evaluation tool shares: CONFIG, CKPT, --cfg-options, --split,
+    --weights and --device."""
+    parser.add_argument("config", help="experiment config file (Python)")
+    parser.add_argument("checkpoint", help="checkpoint file written by training")
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. eval.image_stride=8 data.workers=0 (Python literals)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default=default_split,
+        help="info file of the config to read: data.<split>_infos (default %(default)s)",
+    )
+    parser.add_argument(
+        "--weights",
+        choices=WEIGHT_FIELDS,
+        default="model",
+        help="the trained weights or the EMA teacher's (default %(default)s)",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA when present), cpu, cuda (default auto)"
+    )
+
+
+@dataclass
+class EvaluationSetup:
+    """What an evaluation tool works with, built from its arguments."""
+
+    dist: DistInfo
+    config: ExperimentConfig
+    eval_config: EvalConfig
+    model: OccupancyNet
+    dataset: OccDataset
+
+
+def setup_from_arguments(args: argparse.Namespace) -> EvaluationSetup:
+    """Join torchrun's process group (if any), load the configs, the model and the dataset
+    named by ``add_evaluation_arguments``' arguments."""
+    dist = init_distributed(device=args.device)
+    config, eval_config = load_configs(args.config, args.cfg_options)
+    model = load_trained_model(config, args.checkpoint, args.weights, dist.device)
+    dataset = eval_dataset(config, split_infos(config, args.split))
+    return EvaluationSetup(dist, config, eval_config, model, dataset)
+
+
+def lidar_source(config: ExperimentConfig, dataroot: str | Path) -> TargetSource:
+    """The keyframe-LiDAR target source with the config's target options (ego box, min
+    depth), whatever sources training used."""
+    targets = replace(config.data.targets, sources=["lidar"])
+    return make_target_sources(targets, dataroot, config.data.classes)[0]
+
+
+def shard_indices(size: int, shard: int, num_shards: int) -> list[int]:
+    """Sample indices of one process: ``shard::num_shards``."""
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard {shard} outside [0, {num_shards})")
+    return list(range(shard, size, num_shards))
+
+
+def predicted_volumes(
+    model: nn.Module,
+    dataset: OccDataset,
+    eval_config: EvalConfig,
+    device: torch.device,
+    progress: bool = False,
+    indices: Sequence[int] | None = None,
+) -> Iterator[tuple[dict, dict[str, torch.Tensor]]]:
+    """Batches of this process's shard (or of ``indices``) with the model's volumes.
+
+    Yields:
+        (batch on ``device``, ``model.volume(batch)``), under ``torch.no_grad()``.
+    """
+    if indices is None:
+        indices = shard_indices(len(dataset), rank(), world_size())
+    loader = DataLoader(
+        dataset,
+        batch_size=eval_config.batch_size,
+        sampler=list(indices),
+        num_workers=dataset.config.workers,
+        collate_fn=collate,
+    )
+    model.eval()
+    with torch.no_grad():
+        for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress):
+            batch = to_device(batch, device)
+            yield batch, model.volume(batch)
+
+
+def sample_info(dataset: OccDataset, meta: dict) -> dict:
+    """The info record of a batch element."""
+    return dataset.infos[dataset.index_of_token[meta["token"]]]
+
+
+def lidar_origin(info: dict, bev_aug: np.ndarray, where: str) -> np.ndarray:
+    """[1, 3] the keyframe LiDAR position in the (augmented) key-ego frame."""
+    position = info_pose(info, "lidar2ego", where)[:3, 3]
+    return transform_points(bev_aug, position[None])
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+class OccupancyBaseline(Protocol):
+    """A predictor that ignores the images: one fixed [X, Y, Z] label volume."""
+
+    def predict(self) -> torch.Tensor: ...
+
+
+class AllFreeBaseline:
+    """Predicts free everywhere: every class IoU is 0, the floor any model must beat."""
+
+    def __init__(self, grid: VoxelGrid, free_index: int) -> None:
+        self.labels = torch.full(grid.shape, free_index, dtype=torch.int64)
+
+    def predict(self) -> torch.Tensor:
+        """[X, Y, Z] int64."""
+        return self.labels
+
+
+class ColumnMajorityBaseline:
+    """The ego-frame prior of the training labels, as one fixed volume.
+
+    ``fit`` counts, over training frames and only on voxels that the frame's mask observes
+    (and whose label is not ignore): per voxel, how often it was occupied (any class but
+    free) and how often observed; per (x, y) column, how often each non-free class occurred
+    in it. ``predict`` marks a voxel occupied when it was occupied in more than half of the
+    frames that observed it (never-observed voxels are free) and gives every occupied voxel
+    the most frequent non-free class of its column (ties: the lowest class index).
+    """
+
+    def __init__(self, grid: VoxelGrid, classes: ClassesConfig) -> None:
+        self.free_index = classes.free_index
+        self.ignore_index = classes.ignore_index
+        x, y, z = grid.shape
+        self.occupied = np.zeros((x, y, z), dtype=np.int64)
+        self.observed = np.zeros((x, y, z), dtype=np.int64)
+        self.column_classes = np.zeros((x, y, self.free_index), dtype=np.int64)
+        self.frames = 0
+
+    def fit(self, labels: Iterable[tuple[np.ndarray, np.ndarray | None]]) -> ColumnMajorityBaseline:
+        """Count frames of ``(semantics [X, Y, Z], mask [X, Y, Z] or None)``."""
+        for semantics, mask in labels:
+            if semantics.shape != self.occupied.shape:
+                raise ValueError(
+                    f"ColumnMajorityBaseline.fit: labels of shape {semantics.shape}, "
+                    f"grid {self.occupied.shape}"
+                )
+            seen = semantics != self.ignore_index
+            if mask is not None:
+                seen &= np.asarray(mask).astype(bool)
+            occupied = seen & (semantics != self.free_index)
+            self.observed += seen
+            self.occupied += occupied
+            x, y, _ = np.nonzero(occupied)
+            np.add.at(self.column_classes, (x, y, semantics[occupied].astype(np.int64)), 1)
+            self.frames += 1
+        return self
+
+    def predict(self) -> torch.Tensor:
+        """[X, Y, Z] int64."""
+        if self.frames == 0:
+            raise ValueError("ColumnMajorityBaseline.predict: fit it on training labels first")
+        column_class = self.column_classes.argmax(axis=-1)  # [X, Y]
+        occupied = 2 * self.occupied > self.observed
+        labels = np.where(occupied, column_class[..., None], self.free_index)
+        return torch.from_numpy(labels.astype(np.int64))
+
+
+def training_labels(
+    dataset: OccDataset, mask: str
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """``(semantics, mask)`` of every sample of ``dataset`` read from its Occ3D label file
+    (no images are loaded); ``mask`` is "camera", "lidar" or "none"."""
+    shape = dataset.config.grid.shape
+    for index in range(len(dataset)):
+        info = dataset.infos[index]
+        token = info["token"]
+        where = f"{dataset.source}: sample {token}"
+        if not info.get("occ_path"):
+            raise ValueError(f"{where}: no occ_path (no Occ3D labels to fit a baseline on)")
+        labels = load_occ_labels(dataset.resolve(info["occ_path"], token), token, shape)
+        yield labels["semantics"], occ3d_eval_mask(labels, mask, where)
+
+
+def fit_baselines(
+    train_set: OccDataset, config: ExperimentConfig, eval_config: EvalConfig
+) -> dict[str, OccupancyBaseline]:
+    """``all_free`` and ``column_majority`` (fitted on the labels of ``train_set``)."""
+    grid, classes = config.data.grid, config.data.classes
+    majority = ColumnMajorityBaseline(grid, classes)
+    majority.fit(training_labels(train_set, eval_config.mask))
+    return {"all_free": AllFreeBaseline(grid, classes.free_index), "column_majority": majority}
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class EvaluationResult:
+    """Flat metrics (fractions; NaN where undefined) and printable tables."""
+
+    metrics: dict[str, float]
+    tables: dict[str, str]
+
+    def report(self) -> str:
+        """Every table under its title."""
+        return "\n\n".join(f"== {title}\n{table}" for title, table in self.tables.items())
+
+
+def json_safe(metrics: Mapping[str, float]) -> dict[str, float | None]:
+    """Metrics for a JSON file, which has no NaN: undefined values become null."""
+    return {key: None if math.isnan(value) else value for key, value in metrics.items()}
+
+
+def format_rows(rows: Mapping[str, Mapping[str, float]], columns: Sequence[str]) -> str:
+    """Aligned plain-text table of named rows of fractions, printed as percentages."""
+    header = ["", *columns]
+
+    def cell(value: float) -> str:
+        return "nan" if math.isnan(value) else f"{value * 100:.2f}"
+
+    body = [
+        [name, *(cell(values.get(c, math.nan)) for c in columns)] for name, values in rows.items()
+    ]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    lines = [
+        "  ".join([row[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(row[1:], widths[1:]))])
+        for row in [header, *body]
+    ]
+    return "\n".join(lines)
+
+
+class VoxelScores:
+    """mIoU and RayIoU of one predictor over the evaluated samples."""
+
+    def __init__(self, config: ExperimentConfig, eval_config: EvalConfig, device) -> None:
+        classes = config.data.classes
+        self.occupancy = OccupancyIoU(classes.occ_class_names, classes.ignore_index, device)
+        self.rays = RayIoU(classes.occ_class_names, config.data.grid, eval_config.ray_iou, device)
+        self.exclude = eval_config.subset_exclude
+
+    def update(self, pred, target, mask, origins, where: str) -> None:
+        self.occupancy.update(pred, target, mask, where)
+        self.rays.update(pred, target, origins, where)
+
+    def all_reduce(self) -> None:
+        self.occupancy.all_reduce()
+        self.rays.all_reduce()
+
+    def compute(self) -> tuple[OccupancyIoUResult, RayIoUResult]:
+        return self.occupancy.compute(self.exclude), self.rays.compute()
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class _DepthScorers:
+    lidar: DepthMetrics | None
+    oracle: DepthMetrics | None
+
+
+def _depth_scorers(eval_config: EvalConfig, dataroot: str, device) -> _DepthScorers:
+    def make() -> DepthMetrics:
+        return DepthMetrics(eval_config.min_depth, eval_config.max_depth, device=device)
+
+    oracle = eval_config.oracle and bool(dataroot) and has_oracle(dataroot)
+    return _DepthScorers(
+        lidar=make() if eval_config.lidar_depth else None, oracle=make() if oracle else None
+    )
+
+
+def score_lidar_depth(
+    metric: DepthMetrics,
+    model: nn.Module,
+    predictions: dict[str, torch.Tensor],
+    index: int,
+    info: dict,
+    bev_aug: np.ndarray,
+    source: TargetSource,
+    cameras: list[str],
+    grid: VoxelGrid,
+) -> None:
+    """Render one ray per LiDAR target of every camera; one metric row per camera."""
+    where = f"sample {info['token']}"
+    targets = source(info, cameras)
+    parts, depths = [], []
+    for cam in cameras:
+        has_depth = targets[cam].select(targets[cam].depth > 0)
+        rays = image_rays(has_depth.uv, info["cams"][cam], info, bev_aug)
+        keep = torch.from_numpy(reachable(rays, has_depth.depth, grid))
+        parts.append({name: value[keep] for name, value in rays.items()})
+        depths.append(torch.from_numpy(has_depth.depth)[keep])
+    counts = [len(d) for d in depths]
+    if sum(counts) == 0:
+        for _ in cameras:
+            metric.update(torch.zeros(1, 0), torch.zeros(1, 0), where=where)
+        return
+    rays = {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
+    rendered = render_sample_rays(model, predictions, index, rays).depth[0]
+    for cam, pred, target in zip(cameras, rendered.split(counts), depths):
+        metric.update(pred[None], target[None], where=f"{where} {cam}")
+
+
+def score_oracle_depth(
+    metric: DepthMetrics,
+    model: nn.Module,
+    predictions: dict[str, torch.Tensor],
+    index: int,
+    info: dict,
+    bev_aug: np.ndarray,
+    cameras: list[str],
+    dataroot: str,
+    stride: int,
+    grid: VoxelGrid,
+) -> None:
+    """Render every camera at ``stride`` and score it against the oracle's exact depth at
+    the same pixels (those whose surface lies inside the grid); one row per camera."""
+    images = render_camera_images(model, predictions, index, info, cameras, bev_aug, stride)
+    for cam, rendered in zip(cameras, images):
+        cam_info = info["cams"][cam]
+        strided: StridedGrid = camera_grid(cam_info, stride)
+        depth, _ = load_oracle(
+            oracle_path(dataroot, cam, cam_info), info["token"], (strided.height, strided.width)
+        )
+        target = strided.subsample(depth).ravel()
+        rays = image_rays(strided.pixel_centres(), cam_info, info, bev_aug)
+        target = np.where(reachable(rays, target, grid), target, 0.0)
+        metric.update(
+            rendered.depth.reshape(1, -1), target[None], where=f"sample {info['token']} {cam}"
+        )
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: OccDataset,
+    config: ExperimentConfig,
+    eval_config: EvalConfig,
+    *,
+    device: torch.device | str = "cpu",
+    baselines: Mapping[str, OccupancyBaseline] | None = None,
+    progress: bool = False,
+) -> EvaluationResult:
+    """Evaluate ``model`` on this process's shard of ``dataset`` and merge over processes.
+
+    Args:
+        model: an ``OccupancyNet`` (anything with its ``volume`` and ``render``), on ``device``.
+        dataset: an eval-mode dataset (``eval_dataset``); Occ3D scores need ``load_occ``.
+        baselines: name -> predictor, scored like the model (``fit_baselines``).
+        progress: show a progress bar (on the main process only).
+    Returns:
+        metrics: ``mIoU_<K>_classes``, ``mIoU_<subset>_classes``, ``geometry_IoU``,
+        ``IoU/<class>``, ``RayIoU``, ``RayIoU@<tau>``, ``RayIoU/<class>``,
+        ``depth/{lidar,oracle}/<metric>`` (pooled) and ``depth_per_image/...``,
+        ``baseline/<name>/...``, ``num_samples``; tables: per-class and summary tables.
+    """
+    device = torch.device(device)
+    data = config.data
+    cameras = list(data.cameras)
+    threshold, free_index = eval_config.occupancy_threshold, data.classes.free_index
+    model_scores = VoxelScores(config, eval_config, device) if data.load_occ else None
+    baseline_scores = {name: VoxelScores(config, eval_config, device) for name in (baselines or {})}
+    if baseline_scores and not data.load_occ:
+        raise ValueError("baselines need Occ3D labels: set data.load_occ=True")
+    depth = _depth_scorers(eval_config, dataset.dataroot, device)
+    source = lidar_source(config, dataset.dataroot) if depth.lidar is not None else None
+    samples = 0
+    show = progress and is_main_process()
+    for batch, predictions in predicted_volumes(model, dataset, eval_config, device, show):
+        labels = predict_occupancy(
+            predictions["density"], predictions["logits"], threshold, free_index
+        )
+        for b, meta in enumerate(batch["meta"]):
+            info = sample_info(dataset, meta)
+            where = f"{dataset.source}: sample {meta['token']}"
+            bev_aug = np.asarray(meta["bev_aug"], dtype=np.float64)
+            if model_scores is not None:
+                target = batch["voxel_semantics"][b]
+                fields = {name: batch[name][b] for name in ("mask_camera", "mask_lidar")}
+                mask = occ3d_eval_mask(fields, eval_config.mask, where)
+                origins = lidar_origin(info, bev_aug, where)
+                model_scores.update(labels[b], target, mask, origins, where)
+                for name, baseline in (baselines or {}).items():
+                    pred = baseline.predict().to(device)
+                    baseline_scores[name].update(pred, target, mask, origins, f"{where} ({name})")
+            if depth.lidar is not None:
+                score_lidar_depth(
+                    depth.lidar, model, predictions, b, info, bev_aug, source, cameras, data.grid
+                )
+            if depth.oracle is not None:
+                score_oracle_depth(
+                    depth.oracle,
+                    model,
+                    predictions,
+                    b,
+                    info,
+                    bev_aug,
+                    cameras,
+                    dataset.dataroot,
+                    eval_config.image_stride,
+                    data.grid,
+                )
+            samples += 1
+    return _merge_and_report(samples, model_scores, baseline_scores, depth, device)
+
+
+def _merge_and_report(
+    samples: int,
+    model_scores: VoxelScores | None,
+    baseline_scores: dict[str, VoxelScores],
+    depth: _DepthScorers,
+    device: torch.device,
+) -> EvaluationResult:
+    """All-reduce every accumulator, then flatten the results into metrics and tables."""
+    total = int(all_reduce_sum(torch.tensor(samples, dtype=torch.int64, device=device)))
+    metrics: dict[str, float] = {"num_samples": float(total)}
+    tables: dict[str, str] = {}
+    comparison: dict[str, dict[str, float]] = {}
+    predictors = {} if model_scores is None else {"model": model_scores}
+    for name, scores in {**predictors, **baseline_scores}.items():
+        scores.all_reduce()
+        occupancy, rays = scores.compute()
+        flat = {**occupancy.as_dict(), **rays.as_dict()}
+        comparison[name] = flat
+        if name == "model":
+            metrics.update(flat)
+            tables["Occ3D voxel IoU"] = occupancy.table()
+            tables["RayIoU (one origin: the keyframe LiDAR)"] = rays.table()
+        else:
+            metrics.update({f"baseline/{name}/{key}": value for key, value in flat.items()})
+    for source, metric in (("lidar", depth.lidar), ("oracle", depth.oracle)):
+        if metric is None:
+            continue
+        metric.all_reduce()
+        result = metric.compute()
+        metrics.update({f"depth/{source}/{k}": v for k, v in result.pooled.items()})
+        metrics.update({f"depth_per_image/{source}/{k}": v for k, v in result.per_image.items()})
+        metrics[f"depth/{source}/num_valid"] = float(result.num_valid)
+        tables[f"rendered depth vs {source}"] = result.table()
+    if baseline_scores and model_scores is not None:
+        classes = model_scores.occupancy.class_names
+        subset = len(classes) - len(model_scores.exclude)
+        columns = [f"mIoU_{len(classes)}_classes", f"mIoU_{subset}_classes"]
+        tables["model vs baselines"] = format_rows(comparison, columns + ["geometry_IoU", "RayIoU"])
+    return EvaluationResult(metrics, tables)
+
+
+def sweep_thresholds(
+    model: nn.Module,
+    dataset: OccDataset,
+    config: ExperimentConfig,
+    eval_config: EvalConfig,
+    thresholds: Sequence[float],
+    *,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> list[OccupancyIoUResult]:
+    """Occ3D mIoU for every density threshold, from one pass of the network over the
+    shard of ``dataset`` (merged over processes), in the order of ``thresholds``."""
+    if not dataset.config.load_occ:
+        raise ValueError("a threshold sweep needs Occ3D labels: set data.load_occ=True")
+    device = torch.device(device)
+    classes = config.data.classes
+    metrics = [
+        OccupancyIoU(classes.occ_class_names, classes.ignore_index, device) for _ in thresholds
+    ]
+    show = progress and is_main_process()
+    for batch, predictions in predicted_volumes(model, dataset, eval_config, device, show):
+        for b, meta in enumerate(batch["meta"]):
+            where = f"{dataset.source}: sample {meta['token']}"
+            fields = {name: batch[name][b] for name in ("mask_camera", "mask_lidar")}
+            mask = occ3d_eval_mask(fields, eval_config.mask, where)
+            density = predictions["density"][b : b + 1]
+            # Density is >= 0, so a threshold of -1 gives every voxel its occupied class; each
+            # threshold then only decides which voxels are free.
+            classes_everywhere = predict_occupancy(
+                density, predictions["logits"][b : b + 1], -1.0, classes.free_index
+            )[0]
+            for threshold, metric in zip(thresholds, metrics):
+                labels = torch.where(
+                    density[0, 0] > threshold, classes_everywhere, classes.free_index
+                )
+                metric.update(labels, batch["voxel_semantics"][b], mask, where)
+    results = []
+    for metric in metrics:
+        metric.all_reduce()
+        results.append(metric.compute(eval_config.subset_exclude))
+    return results

@@ -1,0 +1,463 @@
+"""The evaluation runner, its full-image rendering, the baselines and tools/test.py and
+tools/pick_threshold.py, on a tiny synthetic world with a coarse grid.
+
+Independent truths: the ground-truth labels turned into a volume score 100 %; a model that
+looks up the oracle through independently computed camera poses scores zero depth error on
+exactly the pixels counted by brute force; hand-counted baselines; two gloo processes give
+the numbers of one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from pyquaternion import Quaternion
+from torch import nn
+
+from renderlss.configuration import ConfigError, to_dict
+from renderlss.data.classes import ClassesConfig
+from renderlss.data.infos import create_infos
+from renderlss.eval.config import EvalConfig
+from renderlss.eval.full_image import StridedGrid, rasterise_targets
+from renderlss.eval.ray_iou import RayIoUConfig
+from renderlss.eval.runner import (
+    AllFreeBaseline,
+    ColumnMajorityBaseline,
+    eval_dataset,
+    evaluate,
+    fit_baselines,
+    load_configs,
+    load_trained_model,
+    sweep_thresholds,
+)
+from renderlss.experiment import load_experiment
+from renderlss.geometry.grid import VoxelGrid
+from renderlss.labels.pixel_targets import PixelTargets
+from renderlss.ops.config import RenderConfig
+from renderlss.ops.rays import Rays
+from renderlss.ops.render import RenderOutput, render_rays
+from renderlss.synthetic import generate_dataset, synthetic_config
+from renderlss.train.checkpoint import CheckpointError, save_checkpoint
+from renderlss.train.trainer import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = str(REPO / "configs" / "synthetic_demo.py")
+TINY_GRID = dict(
+    point_cloud_range=(-19.2, -19.2, -1.0, 19.2, 19.2, 5.4), voxel_size=(1.6, 1.6, 0.8)
+)
+# A test-sized network on the tiny grid (the demo config, scaled down).
+TINY_OVERRIDES = [
+    "data.input_size=(32,64)",
+    f"data.grid.point_cloud_range={TINY_GRID['point_cloud_range']}",
+    f"data.grid.voxel_size={TINY_GRID['voxel_size']}",
+    "data.workers=0",
+    "model.neck.out_channels=8",
+    "model.depth.mid_channels=8",
+    "model.depth.bins.num_bins=11",
+    "model.depth.context_channels=4",
+    "model.encoder3d.channels=4",
+    "model.encoder3d.num_blocks=1",
+    "model.head.hidden_channels=4",
+]
+# Coarse query rays keep RayIoU cheap; scoring is the same.
+FAST_RAYS = RayIoUConfig(azimuth_step_deg=6.0)
+SIGMA = 50.0  # density of labelled voxels in the label-volume model
+WORLD_SIZE = 2
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    """2 scenes x 2 keyframes, 96x54 images, labels on the coarse grid; infos in root/infos
+    (one scene per split)."""
+    root = tmp_path_factory.mktemp("eval_runner") / "root"
+    config = synthetic_config(
+        num_scenes=2,
+        keyframes_per_scene=2,
+        width=96,
+        height=54,
+        azimuth_steps=180,
+        seed=3,
+        grid=TINY_GRID,
+    )
+    generate_dataset(root, config, progress=False)
+    create_infos(str(root), "v1.0-synthetic", str(root / "infos"), show_progress=False)
+    return root
+
+
+def tiny_overrides(root: Path) -> list[str]:
+    infos = root / "infos"
+    return TINY_OVERRIDES + [
+        f"data.train_infos={str(infos / 'renderlss_infos_train.pkl')!r}",
+        f"data.val_infos={str(infos / 'renderlss_infos_val.pkl')!r}",
+    ]
+
+
+def tiny_config(root: Path):
+    return load_experiment(DEMO_CONFIG, tiny_overrides(root))
+
+
+class LabelVolume(nn.Module):
+    """The Occ3D labels as a volume: density SIGMA in labelled voxels, logits one-hot on their
+    class; ``shift`` rolls the labels along x to make an imperfect but deterministic model."""
+
+    def __init__(self, grid: VoxelGrid, free_index: int, shift: int = 0) -> None:
+        super().__init__()
+        self.grid, self.free_index, self.shift = grid, free_index, shift
+
+    def volume(self, batch: dict) -> dict[str, torch.Tensor]:
+        labels = torch.roll(batch["voxel_semantics"], self.shift, dims=1)
+        occupied = labels != self.free_index
+        one_hot = F.one_hot(labels.clamp(max=self.free_index), self.free_index + 1)
+        return dict(
+            density=(occupied.float() * SIGMA)[:, None],
+            logits=(one_hot * occupied[..., None]).permute(0, 4, 1, 2, 3).float(),
+        )
+
+    def render(self, predictions: dict, rays: dict) -> RenderOutput:
+        return render_rays(
+            predictions["density"],
+            predictions["logits"],
+            Rays(rays["origins"], rays["dirs"], rays["z_per_t"]),
+            self.grid,
+            RenderConfig(),
+            training=False,
+        )
+
+
+def pose(rotation, translation) -> np.ndarray:
+    matrix = Quaternion(rotation).transformation_matrix
+    matrix[:3, 3] = translation
+    return matrix
+
+
+def key_from_camera(info: dict, cam: str) -> np.ndarray:
+    """T_key-ego_from_camera straight from the info record with pyquaternion."""
+    c = info["cams"][cam]
+    ego_key = pose(info["ego2global_rotation"], info["ego2global_translation"])
+    ego_cam = pose(c["ego2global_rotation"], c["ego2global_translation"])
+    sensor = pose(c["sensor2ego_rotation"], c["sensor2ego_translation"])
+    return np.linalg.inv(ego_key) @ ego_cam @ sensor
+
+
+class OracleLookup(nn.Module):
+    """Renders, for every ray, the oracle depth of the pixel the ray passes through: the
+    camera is found by the ray's origin, the pixel by projecting a point of the ray."""
+
+    def __init__(self, dataset, root: Path, cameras: list[str]) -> None:
+        super().__init__()
+        self.dataset, self.root, self.cameras = dataset, root, cameras
+
+    def volume(self, batch: dict) -> dict[str, torch.Tensor]:
+        (meta,) = batch["meta"]
+        self.info = self.dataset.infos[self.dataset.index_of_token[meta["token"]]]
+        shape = (1, 1, *self.dataset.config.grid.shape)
+        return dict(density=torch.zeros(shape), logits=torch.zeros(shape))
+
+    def render(self, predictions: dict, rays: dict) -> RenderOutput:
+        origins = rays["origins"][0].double().numpy()
+        points = origins + 10.0 * rays["dirs"][0].double().numpy()
+        depth = np.full(len(origins), np.nan)
+        for cam in self.cameras:
+            to_key = key_from_camera(self.info, cam)
+            mine = np.linalg.norm(origins - to_key[:3, 3], axis=1) < 1e-3
+            p = (np.linalg.inv(to_key) @ np.c_[points[mine], np.ones(mine.sum())].T)[:3]
+            uv = (np.asarray(self.info["cams"][cam]["cam_intrinsic"]) @ p)[:2] / p[2]
+            stem = Path(self.info["cams"][cam]["data_path"]).stem
+            oracle = np.load(self.root / "oracle" / cam / f"{stem}.npz")["depth"]
+            depth[mine] = oracle[np.floor(uv[1]).astype(int), np.floor(uv[0]).astype(int)]
+        assert not np.isnan(depth).any(), "a ray starts at no camera"
+        r = len(depth)
+        zeros = torch.zeros(1, r, 1)
+        return RenderOutput(
+            depth=torch.from_numpy(depth).float()[None],
+            opacity=torch.ones(1, r),
+            semantics=zeros,
+            weights=zeros,
+            t_starts=zeros,
+            t_ends=zeros,
+            num_samples=torch.tensor(0),
+        )
+
+
+def brute_force_oracle_count(dataset, root: Path, cameras, stride, eval_config) -> int:
+    """Pixels (i, j) = (a * s + s // 2, b * s + s // 2) of whole s x s blocks whose oracle
+    depth is inside the caps and whose surface point lies inside the grid."""
+    grid = dataset.config.grid
+    count = 0
+    for index in range(len(dataset)):
+        info = dataset.infos[index]
+        for cam in cameras:
+            c = info["cams"][cam]
+            stem = Path(c["data_path"]).stem
+            oracle = np.load(root / "oracle" / cam / f"{stem}.npz")["depth"]
+            k_inv = np.linalg.inv(np.asarray(c["cam_intrinsic"]))
+            to_key = key_from_camera(info, cam)
+            for a in range(c["height"] // stride):
+                for b in range(c["width"] // stride):
+                    i, j = a * stride + stride // 2, b * stride + stride // 2
+                    d = float(oracle[i, j])
+                    if not eval_config.min_depth < d < eval_config.max_depth:
+                        continue
+                    p = to_key @ np.r_[d * (k_inv @ [j + 0.5, i + 0.5, 1.0]), 1.0]
+                    count += bool(np.all((p[:3] >= grid.lower) & (p[:3] < grid.upper)))
+    return count
+
+
+# --------------------------------------------------------------------------- full images
+
+
+def test_strided_grid_takes_the_middle_pixel_of_whole_blocks():
+    grid = StridedGrid(height=10, width=7, stride=3)
+    assert grid.shape == (3, 2)
+    assert grid.pixel_rows().tolist() == [1, 4, 7] and grid.pixel_cols().tolist() == [1, 4]
+    centres = grid.pixel_centres()
+    assert centres.tolist()[:3] == [[1.5, 1.5], [4.5, 1.5], [1.5, 4.5]]
+    image = np.arange(70).reshape(10, 7)
+    assert grid.subsample(image).tolist() == [[8, 11], [29, 32], [50, 53]]
+    picture = np.random.default_rng(0).uniform(0, 255, (10, 7, 3)).astype(np.float32)
+    blocks = picture[:9, :6].reshape(3, 3, 2, 3, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(grid.downscale(picture), blocks, rtol=1e-5)
+    with pytest.raises(ValueError, match="stride 4"):
+        StridedGrid(height=3, width=7, stride=4)
+
+
+def test_rasterise_targets_keeps_the_nearest_point_per_block():
+    rng = np.random.default_rng(1)
+    grid = StridedGrid(height=12, width=16, stride=4)
+    uv = rng.uniform(-2, 18, (300, 2))
+    depth = rng.uniform(0, 30, 300).astype(np.float32)
+    depth[::7] = 0  # no depth: never drawn
+    targets = PixelTargets(uv, depth, rng.integers(0, 17, 300).astype(np.uint8), np.ones(300))
+    got_depth, got_class = rasterise_targets(targets, grid, ignore_index=255)
+    want_depth = np.zeros((3, 4), np.float32)
+    want_class = np.full((3, 4), 255)
+    for a in range(3):
+        for b in range(4):
+            best = math.inf
+            for k in range(300):
+                u, v = math.floor(uv[k, 0]), math.floor(uv[k, 1])
+                inside = 0 <= u < 16 and 0 <= v < 12 and u // 4 == b and v // 4 == a
+                if inside and 0 < depth[k] < best:
+                    best, want_depth[a, b], want_class[a, b] = (
+                        depth[k],
+                        depth[k],
+                        targets.semantics[k],
+                    )
+    np.testing.assert_array_equal(got_depth, want_depth)
+    np.testing.assert_array_equal(got_class, want_class)
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def test_column_majority_baseline_by_hand():
+    grid = VoxelGrid((0, 0, 0, 2, 1, 3), (1, 1, 1))
+    classes = ClassesConfig(occ_class_names=["a", "b"], free_index=2, ignore_index=255)
+    # [x, y=0, z] columns per frame; 2 = free, 255 = ignore.
+    frames = [
+        np.array([[[0, 2, 2]], [[1, 1, 2]]]),
+        np.array([[[0, 1, 255]], [[2, 1, 2]]]),
+        np.array([[[0, 1, 2]], [[1, 1, 2]]]),
+    ]
+    masks = [None, np.array([[[1, 1, 1]], [[0, 1, 1]]]), None]
+    baseline = ColumnMajorityBaseline(grid, classes).fit(zip(frames, masks))
+    # x=0: z0 occupied 3/3 (class a); z1 occupied 2/3, so occupied, and the column's classes
+    # are a x3, b x2, so a; z2 never occupied. x=1: z0 occupied 2 of the 2 frames that see
+    # it (frame 2 masks it), z1 3/3, column b x5; z2 free.
+    assert baseline.predict().tolist() == [[[0, 0, 2]], [[1, 1, 2]]]
+    assert AllFreeBaseline(grid, 2).predict().tolist() == [[[2, 2, 2]], [[2, 2, 2]]]
+    with pytest.raises(ValueError, match="fit it"):
+        ColumnMajorityBaseline(grid, classes).predict()
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+def test_label_volume_scores_perfect_occupancy_and_baselines_score_zero(tiny_root):
+    config = tiny_config(tiny_root)
+    eval_config = EvalConfig(ray_iou=FAST_RAYS, lidar_depth=False, oracle=False)
+    dataset = eval_dataset(config, config.data.val_infos)
+    model = LabelVolume(config.data.grid, config.data.classes.free_index)
+    train_set = eval_dataset(config, config.data.train_infos)
+    result = evaluate(
+        model, dataset, config, eval_config, baselines=fit_baselines(train_set, config, eval_config)
+    )
+    m = result.metrics
+    assert m["num_samples"] == len(dataset) == 2
+    assert m["mIoU_17_classes"] == 1.0 and m["mIoU_15_classes"] == 1.0
+    assert m["geometry_IoU"] == 1.0 and m["RayIoU"] == 1.0
+    assert m["baseline/all_free/mIoU_17_classes"] == 0.0
+    assert m["baseline/all_free/RayIoU"] == 0.0
+    assert 0.0 < m["baseline/column_majority/geometry_IoU"] < 1.0
+    assert "model vs baselines" in result.tables
+    # Every density threshold below SIGMA keeps the labels, any above empties the volume.
+    sweep = sweep_thresholds(model, dataset, config, eval_config, [0.5, SIGMA - 1, SIGMA])
+    assert [r.miou for r in sweep] == [1.0, 1.0, 0.0]
+
+
+def test_oracle_depth_is_rendered_at_the_oracle_pixels(tiny_root):
+    config = tiny_config(tiny_root)
+    eval_config = EvalConfig(ray_iou=FAST_RAYS, image_stride=3)
+    dataset = eval_dataset(config, config.data.val_infos)
+    cameras = list(config.data.cameras)
+    result = evaluate(OracleLookup(dataset, tiny_root, cameras), dataset, config, eval_config)
+    m = result.metrics
+    expected = brute_force_oracle_count(dataset, tiny_root, cameras, 3, eval_config)
+    assert expected > 500
+    assert m["depth/oracle/num_valid"] == expected
+    assert m["depth/oracle/abs_rel"] < 1e-6 and m["depth/oracle/delta1"] == 1.0
+    # LiDAR points and the oracle see the same surfaces, up to where inside its pixel a point
+    # falls: only rays grazing an edge may differ.
+    assert m["depth/lidar/num_valid"] > 1000
+    assert m["depth/lidar/delta1"] > 0.95, m
+
+
+def _distributed_worker(rank: int, port: int, root: str, out_dir: str) -> None:
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(WORLD_SIZE),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(1)
+    from renderlss.train.distributed import cleanup, init_distributed
+
+    init_distributed(device="cpu")
+    metrics = _shifted_label_evaluation(Path(root))
+    if rank == 0:
+        torch.save(metrics, Path(out_dir) / "metrics.pt")
+    cleanup()
+
+
+def _shifted_label_evaluation(root: Path) -> dict[str, float]:
+    config = tiny_config(root)
+    eval_config = EvalConfig(ray_iou=FAST_RAYS, image_stride=6, lidar_depth=False)
+    dataset = eval_dataset(config, config.data.val_infos)
+    model = LabelVolume(config.data.grid, config.data.classes.free_index, shift=1)
+    return evaluate(model, dataset, config, eval_config).metrics
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_report_the_numbers_of_one(tiny_root, tmp_path):
+    single = _shifted_label_evaluation(tiny_root)
+    # An imperfect model, so that every metric has something to merge.
+    assert 0.1 < single["mIoU_17_classes"] < 0.9 and single["depth/oracle/abs_rel"] > 0.01
+    context = mp.start_processes(
+        _distributed_worker,
+        args=(free_port(), str(tiny_root), str(tmp_path)),
+        nprocs=WORLD_SIZE,
+        join=False,
+        start_method="spawn",
+    )
+    deadline = time.monotonic() + 180
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two-process evaluation did not finish within 180 s")
+    merged = torch.load(tmp_path / "metrics.pt", weights_only=False)
+    assert merged.keys() == single.keys()
+    for key, value in single.items():
+        # Counts merge exactly; depth sums up to float64 rounding.
+        assert math.isclose(merged[key], value, rel_tol=1e-9) or (
+            math.isnan(value) and math.isnan(merged[key])
+        ), key
+
+
+# --------------------------------------------------------------------------- configs, tools
+
+
+def test_eval_overrides_and_unknown_keys():
+    config, eval_config = load_configs(DEMO_CONFIG, ["eval.image_stride=8", "data.workers=0"])
+    assert eval_config.image_stride == 8 and config.data.workers == 0
+    assert eval_config.subset_exclude == ["others", "other_flat"]
+    with pytest.raises(ConfigError, match="did you mean 'eval.image_stride'"):
+        load_configs(DEMO_CONFIG, ["eval.image_strid=8"])
+    with pytest.raises(ConfigError, match="min_depth"):
+        load_configs(DEMO_CONFIG, ["eval.min_depth=0.0"])
+
+
+def load_tool(name: str):
+    """A script of tools/ as a module (tools/ is no package; ``test`` would be the stdlib's)."""
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def save_tiny_checkpoint(config, path: Path) -> Path:
+    torch.manual_seed(0)
+    model = build_model(config)
+    return save_checkpoint(
+        path,
+        model=model,
+        optimizer=torch.optim.AdamW(model.parameters()),
+        scheduler=None,
+        scaler=None,
+        step=0,
+        epoch=0,
+        config_dict=to_dict(config),
+        seed=0,
+    )
+
+
+def test_test_tool_and_threshold_tool(tiny_root, tmp_path, capsys):
+    config = tiny_config(tiny_root)
+    checkpoint = save_tiny_checkpoint(config, tmp_path / "step_000000.pth")
+    fast = ["eval.image_stride=6", f"eval.ray_iou.azimuth_step_deg={FAST_RAYS.azimuth_step_deg}"]
+    options = ["--cfg-options", *tiny_overrides(tiny_root), *fast]
+    common = [DEMO_CONFIG, str(checkpoint), "--device", "cpu", "--no-progress"]
+    out = tmp_path / "metrics.json"
+    assert load_tool("test").main([*common, "--out", str(out), "--baselines", *options]) == 0
+    record = json.loads(out.read_text())
+    assert record["split"] == "val" and record["eval"]["image_stride"] == 6
+    metrics = record["metrics"]
+    for key in ("mIoU_17_classes", "mIoU_15_classes", "RayIoU", "RayIoU@1", "IoU/car"):
+        assert key in metrics
+    for key in ("depth/lidar/abs_rel", "depth/oracle/abs_rel", "depth_per_image/oracle/rmse"):
+        assert metrics[key] > 0
+    assert metrics["num_samples"] == 2
+    assert "baseline/column_majority/mIoU_17_classes" in metrics
+    printed = capsys.readouterr().out
+    assert "Occ3D voxel IoU" in printed and "model vs baselines" in printed
+
+    pick = load_tool("pick_threshold")
+    assert pick.main([*common, "--split", "val", *options]) == 2
+    assert "refusing" in capsys.readouterr().err
+    table = tmp_path / "thresholds.json"
+    thresholds = ["--thresholds", "0", "0.5", "1e9", "--out", str(table)]
+    assert pick.main([*common, *thresholds, *options]) == 0
+    record = json.loads(table.read_text())
+    assert record["split"] == "train" and len(record["table"]) == 3
+    # Nothing is denser than 1e9 per metre: an empty prediction has IoU 0 for every class.
+    assert record["table"][2]["mIoU_17_classes"] == 0.0
+    assert "best:" in capsys.readouterr().out
+
+
+def test_checkpoint_that_does_not_fit_names_the_file(tiny_root, tmp_path):
+    config = tiny_config(tiny_root)
+    checkpoint = save_tiny_checkpoint(config, tmp_path / "tiny.pth")
+    wider = load_experiment(
+        DEMO_CONFIG, tiny_overrides(tiny_root) + ["model.head.hidden_channels=6"]
+    )
+    with pytest.raises(CheckpointError, match=r"tiny\.pth: field 'model' does not fit"):
+        load_trained_model(wider, checkpoint, "model", "cpu")
+    with pytest.raises(CheckpointError, match=r"tiny\.pth: field 'ema' is empty"):
+        load_trained_model(config, checkpoint, "ema", "cpu")

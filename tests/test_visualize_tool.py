@@ -1,0 +1,151 @@
+"""tools/visualize.py on the session's synthetic world, and the figures it composes."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from renderlss.configuration import to_dict
+from renderlss.data.collate import collate
+from renderlss.data.infos import create_infos
+from renderlss.eval.config import EvalConfig
+from renderlss.eval.metrics import occ3d_eval_mask
+from renderlss.eval.runner import eval_dataset, load_trained_model
+from renderlss.experiment import load_experiment
+from renderlss.geometry.grid import VoxelGrid
+from renderlss.models.occupancy_net import predict_occupancy
+from renderlss.train.checkpoint import save_checkpoint
+from renderlss.train.trainer import build_model
+from renderlss.vis.occupancy_views import bev_view
+from renderlss.vis.sample_panels import occupancy_figures, rig_depth_figure, rig_semantic_figure
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = str(REPO / "configs" / "synthetic_demo.py")
+STRIDE = 8
+# A test-sized network on the Occ3D grid of the session dataset (its labels are 200x200x16).
+OVERRIDES = [
+    "data.input_size=(32,64)",
+    "data.grid.point_cloud_range=(-40.0,-40.0,-1.0,40.0,40.0,5.4)",
+    "data.grid.voxel_size=(0.4,0.4,0.4)",
+    "data.workers=0",
+    "model.neck.out_channels=8",
+    "model.depth.mid_channels=8",
+    "model.depth.bins.num_bins=11",
+    "model.depth.context_channels=4",
+    "model.encoder3d.channels=4",
+    "model.encoder3d.num_blocks=1",
+    "model.head.hidden_channels=4",
+    f"eval.image_stride={STRIDE}",
+]
+
+
+def load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_root, tmp_path_factory):
+    """(overrides, checkpoint) of an untrained tiny network on the session's dataroot."""
+    infos = tmp_path_factory.mktemp("vis_infos")
+    create_infos(str(synthetic_root), "v1.0-synthetic", str(infos), show_progress=False)
+    overrides = OVERRIDES + [f"data.val_infos={str(infos / 'renderlss_infos_val.pkl')!r}"]
+    config = load_experiment(DEMO_CONFIG, [o for o in overrides if not o.startswith("eval.")])
+    torch.manual_seed(0)
+    model = build_model(config)
+    checkpoint = save_checkpoint(
+        infos / "step_000000.pth",
+        model=model,
+        optimizer=torch.optim.AdamW(model.parameters()),
+        scheduler=None,
+        scaler=None,
+        step=0,
+        epoch=0,
+        config_dict=to_dict(config),
+        seed=0,
+    )
+    return overrides, config, checkpoint
+
+
+def test_visualize_writes_the_four_pictures_of_a_sample(trained, tmp_path, capsys):
+    overrides, config, checkpoint = trained
+    argv = [DEMO_CONFIG, str(checkpoint), "--index", "1", "--out-dir", str(tmp_path)]
+    argv += ["--device", "cpu", "--cfg-options", *overrides]
+    assert load_tool("visualize").main(argv) == 0
+    printed = capsys.readouterr().out.split()
+    dataset = eval_dataset(config, config.data.val_infos)
+    token = dataset.infos[1]["token"]
+    names = ["depth", "semantics", "bev", "perspective"]
+    assert printed == [str(tmp_path / f"0001_{token}_{name}.png") for name in names]
+    pictures = {name: np.asarray(Image.open(p)) for name, p in zip(names, printed)}
+
+    # 160x90 images at stride 8 are 20x11 maps, drawn 12 times enlarged (240x132); one
+    # camera per row, four tiles (depth) or three (semantics) per camera.
+    cameras = len(config.data.cameras)
+    assert pictures["depth"].shape[0] > cameras * 132 and pictures["depth"].shape[1] > 4 * 240
+    assert pictures["semantics"].shape[0] > cameras * 132
+    assert pictures["semantics"].shape[1] > 3 * 240
+
+    # The occupancy pictures are those of the checkpoint's prediction and the labels.
+    model = load_trained_model(config, checkpoint, "model", "cpu")
+    batch = collate([dataset[1]])
+    with torch.no_grad():
+        volume = model.volume(batch)
+    classes = config.data.classes
+    threshold = EvalConfig().occupancy_threshold
+    predicted = predict_occupancy(
+        volume["density"], volume["logits"], threshold, classes.free_index
+    )[0]
+    mask = occ3d_eval_mask({"mask_camera": batch["mask_camera"][0]}, "camera", token)
+    bev, oblique = occupancy_figures(
+        predicted.numpy(),
+        batch["voxel_semantics"][0].numpy(),
+        classes.occ_class_names,
+        config.data.grid,
+        mask.numpy(),
+        "mask_camera",
+    )
+    np.testing.assert_array_equal(pictures["bev"], bev)
+    np.testing.assert_array_equal(pictures["perspective"], oblique)
+
+
+def test_visualize_refuses_samples_outside_the_split(trained, tmp_path, capsys):
+    overrides, _, checkpoint = trained
+    argv = [DEMO_CONFIG, str(checkpoint), "--range", "2", "99", "--out-dir", str(tmp_path)]
+    assert load_tool("visualize").main([*argv, "--cfg-options", *overrides]) == 2
+    assert "outside the split's [0, 3)" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_occupancy_figures_put_prediction_left_and_truth_right():
+    grid = VoxelGrid((0, 0, 0, 4, 4, 2), (1, 1, 1))
+    names = ["a", "b"]
+    truth = np.full((4, 4, 2), 2)
+    truth[:, :, 0] = 0
+    predicted = np.full((4, 4, 2), 2)
+    predicted[1, 2, 1] = 1
+    bev, oblique = occupancy_figures(predicted, truth, names, grid)
+    left, right = bev_view(predicted, 2, names, grid=grid), bev_view(truth, 2, names, grid=grid)
+    height, width = left.shape[:2]
+    # Titles sit above the pictures; both halves end at the bottom edge.
+    np.testing.assert_array_equal(bev[-height:, :width], left)
+    np.testing.assert_array_equal(bev[-height:, -width:], right)
+    assert oblique.shape[1] > 2 * 2 * 2 * (4 + 4)
+
+
+def test_rig_figures_need_one_map_per_camera():
+    image = np.zeros((8, 10, 3), np.uint8)
+    depth = np.ones((8, 10))
+    with pytest.raises(ValueError, match="targets: 1 maps for 2 cameras"):
+        rig_depth_figure(["A", "B"], [image, image], [depth], [depth, depth], 1.0, 10.0)
+    labels = np.zeros((8, 10), np.int64)
+    one = rig_semantic_figure(["A"], [image], [labels], [labels], ["a"])
+    two = rig_semantic_figure(["A", "B"], [image, image], [labels] * 2, [labels] * 2, ["a"])
+    assert two.shape[0] > 2 * one.shape[0] - 1 and two.shape[1] == one.shape[1]

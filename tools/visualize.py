@@ -1,0 +1,179 @@
+#!/usr/bin/env python
+"""Draw what a checkpoint predicts for evaluation samples, next to the targets.
+
+Per sample, four PNG files in --out-dir (headless, CPU is enough):
+
+- ``<i>_<token>_depth.png``: per camera image | LiDAR depth | rendered depth | relative error;
+- ``<i>_<token>_semantics.png``: per camera image | target classes (the oracle's when the
+  dataroot has one, else the projected LiDAR's) | rendered classes (argmax of the logits;
+  free where the ray met nothing);
+- ``<i>_<token>_bev.png`` and ``..._perspective.png``: predicted occupancy next to the Occ3D
+  ground truth, top-down and oblique, through the evaluation mask.
+
+Cameras are rendered every eval.image_stride pixels (see docs/evaluation.md).
+
+Examples:
+    python tools/visualize.py configs/synthetic_demo.py CKPT --index 0 --out-dir vis/
+    python tools/visualize.py CONFIG CKPT --range 0 10 --out-dir vis/ \\
+        --cfg-options eval.image_stride=2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from renderlss.configuration import ConfigError
+from renderlss.eval.full_image import sample_camera_maps
+from renderlss.eval.metrics import occ3d_eval_mask
+from renderlss.eval.runner import (
+    EvaluationSetup,
+    add_evaluation_arguments,
+    lidar_source,
+    predicted_volumes,
+    sample_info,
+    setup_from_arguments,
+    shard_indices,
+)
+from renderlss.labels.sources import TargetSource
+from renderlss.models.occupancy_net import predict_occupancy
+from renderlss.train.checkpoint import CheckpointError
+from renderlss.train.distributed import cleanup, rank, world_size
+from renderlss.vis import save_png
+from renderlss.vis.sample_panels import occupancy_figures, rig_depth_figure, rig_semantic_figure
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_evaluation_arguments(parser, default_split="val")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--index", type=int, help="one sample of the split (default 0)")
+    which.add_argument("--range", type=int, nargs=2, metavar=("A", "B"), help="samples A <= i < B")
+    parser.add_argument("--out-dir", required=True, type=Path, help="folder of the PNG files")
+    parser.add_argument(
+        "--depth-range",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        help="metres of the depth colour map (default: the model's depth bins)",
+    )
+    parser.add_argument(
+        "--columns", type=int, default=1, help="camera panels per row (default %(default)s)"
+    )
+    return parser.parse_args(argv)
+
+
+def selected_indices(args: argparse.Namespace, size: int) -> list[int]:
+    """The sample indices asked for, checked against the split's ``size``."""
+    start, stop = args.range if args.range else (args.index or 0, (args.index or 0) + 1)
+    if not 0 <= start < stop <= size:
+        raise ValueError(f"samples [{start}, {stop}) are outside the split's [0, {size})")
+    return list(range(start, stop))
+
+
+def sample_pictures(
+    setup: EvaluationSetup,
+    batch: dict,
+    predictions: dict,
+    b: int,
+    lidar: TargetSource,
+    depth_range: tuple[float, float],
+    columns: int,
+) -> dict[str, np.ndarray]:
+    """The pictures of batch element ``b``: name -> [H, W, 3] uint8."""
+    config, eval_config, dataset = setup.config, setup.eval_config, setup.dataset
+    classes = config.data.classes
+    meta = batch["meta"][b]
+    info = sample_info(dataset, meta)
+    maps = sample_camera_maps(
+        setup.model,
+        predictions,
+        b,
+        info,
+        list(config.data.cameras),
+        np.asarray(meta["bev_aug"], dtype=np.float64),
+        eval_config.image_stride,
+        dataset.dataroot,
+        lidar,
+        classes.ignore_index,
+    )
+    cameras, images = [m.camera for m in maps], [m.image for m in maps]
+    pictures = {
+        "depth": rig_depth_figure(
+            cameras,
+            images,
+            [m.lidar_depth for m in maps],
+            [m.rendered.depth for m in maps],
+            *depth_range,
+            columns,
+        ),
+        "semantics": rig_semantic_figure(
+            cameras,
+            images,
+            [m.target_semantics for m in maps],
+            [m.rendered.seen_semantics(classes.free_index) for m in maps],
+            classes.occ_class_names,
+            classes.ignore_index,
+            columns,
+        ),
+    }
+    if "voxel_semantics" not in batch:
+        return pictures
+    predicted = predict_occupancy(
+        predictions["density"][b : b + 1],
+        predictions["logits"][b : b + 1],
+        eval_config.occupancy_threshold,
+        classes.free_index,
+    )[0]
+    fields = {name: batch[name][b] for name in ("mask_camera", "mask_lidar")}
+    mask = occ3d_eval_mask(fields, eval_config.mask, f"{dataset.source}: sample {meta['token']}")
+    pictures["bev"], pictures["perspective"] = occupancy_figures(
+        predicted.cpu().numpy(),
+        batch["voxel_semantics"][b].cpu().numpy(),
+        classes.occ_class_names,
+        config.data.grid,
+        None if mask is None else mask.cpu().numpy(),
+        f"mask_{eval_config.mask}",
+        classes.ignore_index,
+    )
+    return pictures
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        setup = setup_from_arguments(args)
+        indices = selected_indices(args, len(setup.dataset))
+    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    bins = setup.config.model.depth.bins
+    depth_range = tuple(args.depth_range or (bins.d_min, bins.d_max))
+    lidar = lidar_source(setup.config, setup.dataset.dataroot)
+    # Under torchrun every process draws its share of the samples.
+    mine = [indices[i] for i in shard_indices(len(indices), rank(), world_size())]
+    position = 0
+    for batch, predictions in predicted_volumes(
+        setup.model, setup.dataset, setup.eval_config, setup.dist.device, indices=mine
+    ):
+        for b, meta in enumerate(batch["meta"]):
+            stem = f"{mine[position]:04d}_{meta['token']}"
+            position += 1
+            pictures = sample_pictures(
+                setup, batch, predictions, b, lidar, depth_range, args.columns
+            )
+            for name, picture in pictures.items():
+                path = args.out_dir / f"{stem}_{name}.png"
+                save_png(path, picture)
+                print(path)
+    cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
