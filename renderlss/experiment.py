@@ -12,6 +12,7 @@ from renderlss.configuration import (
     read_config_file,
 )
 from renderlss.data.config import DataConfig
+from renderlss.eval.config import EvalConfig
 from renderlss.models.config import ModelConfig
 from renderlss.ops.config import RenderConfig
 from renderlss.train.config import TrainConfig
@@ -19,12 +20,13 @@ from renderlss.train.config import TrainConfig
 
 @dataclass
 class ExperimentConfig:
-    """Everything a run needs: ``data``, ``model``, ``render`` and ``train`` sections."""
+    """Everything a run needs: ``data``, ``model``, ``render``, ``train`` and ``eval``."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def validate(self, where: str) -> None:
         expected = self.data.classes.num_classes

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
-from renderlss.configuration import ConfigError, apply_overrides, from_dict, read_config_file
 from renderlss.eval.ray_iou import RayIoUConfig
 
 
@@ -56,26 +54,3 @@ class EvalConfig:
         if len(set(self.subset_exclude)) != len(self.subset_exclude):
             raise ValueError(f"{where}.subset_exclude: repeated names in {self.subset_exclude}")
         self.ray_iou.validate(f"{where}.ray_iou")
-
-
-def is_eval_override(text: str) -> bool:
-    """True for a ``key.path=value`` override of the ``eval`` section."""
-    return text.split("=", 1)[0].startswith("eval.")
-
-
-def load_eval_config(path: str | Path, overrides: list[str] | None = None) -> EvalConfig:
-    """The ``eval`` section of a config file (defaults where absent) with ``eval.*``
-    overrides applied; other overrides are ignored here.
-
-    Raises:
-        ConfigError: unknown keys (with the nearest valid key), wrong types, bad values.
-    """
-    own = [text for text in overrides or [] if is_eval_override(text)]
-    raw = apply_overrides(read_config_file(path), own)
-    section = raw.get("eval", {})
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: eval must be a dict, got {section!r}")
-    try:
-        return from_dict(EvalConfig, section, "eval")
-    except ValueError as err:
-        raise ConfigError(f"{path}: {err}") from err

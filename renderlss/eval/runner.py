@@ -40,7 +40,7 @@ from renderlss.data.collate import collate
 from renderlss.data.dataset import OccDataset, load_occ_labels
 from renderlss.data.infos import info_pose
 from renderlss.data.render_targets import make_target_sources
-from renderlss.eval.config import EvalConfig, is_eval_override, load_eval_config
+from renderlss.eval.config import EvalConfig
 from renderlss.eval.depth_metrics import DepthMetrics
 from renderlss.eval.full_image import (
     StridedGrid,
@@ -125,11 +125,9 @@ def load_trained_model(
 def load_configs(
     path: str | Path, overrides: list[str] | None = None
 ) -> tuple[ExperimentConfig, EvalConfig]:
-    """The experiment config and its ``eval`` section, ``eval.*`` overrides going to the
-    latter and all others to the former."""
-    overrides = list(overrides or [])
-    own = [text for text in overrides if not is_eval_override(text)]
-    return load_experiment(path, own), load_eval_config(path, overrides)
+    """The experiment config (overrides applied) and its ``eval`` section."""
+    config = load_experiment(path, overrides)
+    return config, config.eval
 
 
 def add_evaluation_arguments(parser: argparse.ArgumentParser, default_split: str) -> None:
