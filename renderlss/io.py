@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -76,3 +77,33 @@ def atomic_save_torch(path: str | Path, obj: Any) -> None:
 
     with atomic_open(path, "wb") as handle:
         torch.save(obj, handle)
+
+
+def load_image_pair(
+    path: str | Path, what: str, names: tuple[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two same-shaped [H, W] arrays ``names`` of a per-image ``.npz`` artifact.
+
+    Raises:
+        FileNotFoundError: no such file (``what`` names the kind of file).
+        ValueError: unreadable, a field missing, or shapes that are not equal [H, W] —
+            naming the file and the field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        with np.load(path) as data:
+            fields = {name: data[name] for name in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: not a readable .npz file ({err!r})") from err
+    for name in names:
+        if name not in fields:
+            raise ValueError(f"{path}: field {name!r} missing (has {sorted(fields)})")
+    first, second = fields[names[0]], fields[names[1]]
+    if first.ndim != 2 or first.shape != second.shape:
+        raise ValueError(
+            f"{path}: fields {names[0]!r} {first.shape} and {names[1]!r} {second.shape} must "
+            "be equal [H, W] shapes"
+        )
+    return first, second

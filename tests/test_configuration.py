@@ -37,7 +37,9 @@ def test_base_merge_and_schema(tmp_path):
 
 
 def test_unknown_key_names_path_and_suggestion():
-    with pytest.raises(ConfigError, match=r"unknown config key 'optim.lrr'; did you mean 'optim.lr'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'optim.lrr'; did you mean 'optim.lr'"
+    ):
         from_dict(Experiment, {"optim": {"lrr": 1.0}})
 
 

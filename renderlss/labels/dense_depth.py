@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from tqdm import tqdm
 from renderlss.configuration import from_dict, to_dict
 from renderlss.data.config import TargetConfig
 from renderlss.geometry import transform_points
-from renderlss.io import atomic_save_npz
+from renderlss.io import atomic_save_npz, load_image_pair
 from renderlss.labels.artifacts import (
     output_path,
     shard_indices,
@@ -232,23 +231,7 @@ def load_dense_depth(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         FileNotFoundError: no such file. ValueError: unreadable, a missing field, or fields
         of the wrong shape or type, naming the file and the field.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"dense depth file not found: {path}")
-    try:
-        with np.load(path) as data:
-            fields = {name: data[name] for name in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: not a readable .npz file ({err!r})") from err
-    for name in ("depth", "confidence"):
-        if name not in fields:
-            raise ValueError(f"{path}: field {name!r} missing (has {sorted(fields)})")
-    depth, confidence = fields["depth"], fields["confidence"]
-    if depth.ndim != 2 or depth.shape != confidence.shape:
-        raise ValueError(
-            f"{path}: fields 'depth' {depth.shape} and 'confidence' {confidence.shape} must be "
-            "equal [H, W] shapes"
-        )
+    depth, confidence = load_image_pair(path, "dense depth file", ("depth", "confidence"))
     if confidence.dtype != np.uint8 or not np.issubdtype(depth.dtype, np.floating):
         raise ValueError(
             f"{path}: expected float 'depth' and uint8 'confidence', got {depth.dtype} and "

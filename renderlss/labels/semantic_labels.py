@@ -15,7 +15,6 @@ The files plug in as a render-target source through :class:`SemanticLabelSource`
 from __future__ import annotations
 
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from renderlss.geometry import pixel_grid
-from renderlss.io import atomic_save_npz
+from renderlss.io import atomic_save_npz, load_image_pair
 from renderlss.labels.artifacts import output_path, shard_indices, write_or_check_manifest
 from renderlss.labels.mask_sources import MaskSource
 from renderlss.labels.mask_voting import vote_labels
@@ -63,23 +62,7 @@ def load_semantic_labels(path: str | Path) -> SemanticLabels:
         FileNotFoundError: no such file. ValueError: unreadable, a missing field, or fields
             of the wrong shape, type or range, naming the file and the field.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"semantic label file not found: {path}")
-    try:
-        with np.load(path) as data:
-            fields = {name: data[name] for name in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: not a readable .npz file ({err!r})") from err
-    for name in ("labels", "confidence"):
-        if name not in fields:
-            raise ValueError(f"{path}: field {name!r} missing (has {sorted(fields)})")
-    labels, confidence = fields["labels"], fields["confidence"]
-    if labels.ndim != 2 or labels.shape != confidence.shape:
-        raise ValueError(
-            f"{path}: fields 'labels' {labels.shape} and 'confidence' {confidence.shape} must "
-            "be equal [H, W] shapes"
-        )
+    labels, confidence = load_image_pair(path, "semantic label file", ("labels", "confidence"))
     if labels.dtype != np.uint8 or not np.issubdtype(confidence.dtype, np.floating):
         raise ValueError(
             f"{path}: expected uint8 'labels' and float 'confidence', got {labels.dtype} and "

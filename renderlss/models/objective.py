@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from renderlss.models.config import DepthBinsConfig, LossConfig
+from renderlss.models.config import ModelConfig
 from renderlss.models.losses import (
     distortion_loss,
     lss_depth_loss,
@@ -20,9 +20,7 @@ def loss_terms(
     predictions: dict[str, torch.Tensor],
     rendered: RenderOutput,
     batch: dict,
-    config: LossConfig,
-    bins: DepthBinsConfig,
-    feature_stride: int,
+    model_config: ModelConfig,
     class_weights: torch.Tensor | None,
     ignore_index: int,
 ) -> dict[str, torch.Tensor]:
@@ -34,10 +32,12 @@ def loss_terms(
         batch: collated samples with ``targets`` (``depth``, ``semantics``, ``confidence``
             [B, R], ``image_depth`` [B, N, H, W]) and, for the 3D term, ``voxel_semantics``
             and ``mask_camera`` [B, X, Y, Z].
+        model_config: the ``model`` section (loss weights, depth bins, feature stride).
         class_weights: [K] semantic class weights, or None for uniform.
     Returns:
         {term name: weighted scalar}; their sum is the training loss.
     """
+    config = model_config.loss
     targets = batch["targets"]
     confidence = targets["confidence"].flatten()
     terms = {}
@@ -69,8 +69,8 @@ def loss_terms(
         terms["lss_depth"] = config.lss_depth_weight * lss_depth_loss(
             predictions["depth_logits"],
             targets["image_depth"].flatten(0, 1),
-            bins,
-            feature_stride,
+            model_config.depth.bins,
+            model_config.neck.out_stride,
             config.lss_depth_mode,
         )
     if config.occ3d_weight:

@@ -226,9 +226,7 @@ class Trainer:
             predictions,
             rendered,
             batch,
-            cfg.model.loss,
-            cfg.model.depth.bins,
-            cfg.model.neck.out_stride,
+            cfg.model,
             self.class_weights,
             cfg.data.classes.ignore_index,
         )
