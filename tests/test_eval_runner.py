@@ -44,12 +44,12 @@ from renderlss.eval.runner import (
 from renderlss.experiment import load_experiment
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.labels.pixel_targets import PixelTargets
+from renderlss.models.build import build_model
 from renderlss.ops.config import RenderConfig
 from renderlss.ops.rays import Rays
 from renderlss.ops.render import RenderOutput, render_rays
 from renderlss.synthetic import generate_dataset, synthetic_config
 from renderlss.train.checkpoint import CheckpointError, save_checkpoint
-from renderlss.train.trainer import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = str(REPO / "configs" / "synthetic_demo.py")

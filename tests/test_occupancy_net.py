@@ -12,9 +12,9 @@ from renderlss.data.collate import collate
 from renderlss.data.dataset import OccDataset
 from renderlss.data.infos import create_infos
 from renderlss.experiment import ExperimentConfig
+from renderlss.models.build import build_model
 from renderlss.models.objective import loss_terms
 from renderlss.models.occupancy_net import predict_occupancy
-from renderlss.train.trainer import build_model
 
 TINY = dict(
     data=dict(

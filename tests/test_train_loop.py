@@ -153,10 +153,20 @@ def test_two_processes_match_one_process_with_the_same_global_batch(infos, tmp_p
         }
 
 
-def test_tensorboard_has_the_scalars(infos, tmp_path):
+def test_tensorboard_has_the_scalars_and_pictures(infos, tmp_path):
+    val_infos = infos.parent / "renderlss_infos_val.pkl"
     config = load_experiment(
         REPO / "configs/synthetic_demo.py",
-        overrides(infos, tmp_path, "train.max_steps=2", "train.checkpoint_interval=100"),
+        overrides(
+            infos,
+            tmp_path,
+            "train.max_steps=2",
+            "train.checkpoint_interval=100",
+            "train.eval_interval=2",
+            "train.image_interval=2",
+            f"data.val_infos={str(val_infos)!r}",
+            "eval.image_stride=8",
+        ),
     )
     train(config, log=lambda line: None)
     events = EventAccumulator(str(tmp_path / "tb"))
@@ -174,3 +184,5 @@ def test_tensorboard_has_the_scalars(infos, tmp_path):
     ):
         assert tag in tags, (tag, sorted(tags))
     assert [e.step for e in events.Scalars("train/lr")] == [1, 2]
+    assert "val/depth/lidar/abs_rel" in tags and "val/depth/oracle/abs_rel" in tags
+    assert {"val/depth", "val/semantics"} <= set(events.Tags()["images"])

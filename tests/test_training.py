@@ -9,7 +9,8 @@ from renderlss.data.collate import collate
 from renderlss.data.dataset import OccDataset
 from renderlss.data.infos import create_infos
 from renderlss.experiment import load_experiment
-from renderlss.train.trainer import build_model, train
+from renderlss.models.build import build_model
+from renderlss.train.trainer import train
 
 # A test-sized version of the demo: small images, a coarse grid, few rays.
 TEST_OVERRIDES = [

@@ -18,9 +18,9 @@ from renderlss.eval.metrics import occ3d_eval_mask
 from renderlss.eval.runner import eval_dataset, load_trained_model
 from renderlss.experiment import load_experiment
 from renderlss.geometry.grid import VoxelGrid
+from renderlss.models.build import build_model
 from renderlss.models.occupancy_net import predict_occupancy
 from renderlss.train.checkpoint import save_checkpoint
-from renderlss.train.trainer import build_model
 from renderlss.vis.occupancy_views import bev_view
 from renderlss.vis.sample_panels import occupancy_figures, rig_depth_figure, rig_semantic_figure
 

@@ -222,8 +222,8 @@ def case_render(scale: str, variant: str, device: str, repeats: int, train: bool
 
 
 def case_model(scale: str, device: str, repeats: int) -> dict:
+    from renderlss.models.build import build_model
     from renderlss.models.objective import loss_terms
-    from renderlss.train.trainer import build_model
 
     dev = torch.device(device)
     config = load_scale(scale)

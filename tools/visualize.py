@@ -24,26 +24,18 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from renderlss.configuration import ConfigError
-from renderlss.eval.full_image import sample_camera_maps
-from renderlss.eval.metrics import occ3d_eval_mask
+from renderlss.eval.pictures import sample_pictures
 from renderlss.eval.runner import (
-    EvaluationSetup,
     add_evaluation_arguments,
     lidar_source,
     predicted_volumes,
-    sample_info,
     setup_from_arguments,
-    shard_indices,
 )
-from renderlss.labels.sources import TargetSource
-from renderlss.models.occupancy_net import predict_occupancy
+from renderlss.labels.artifacts import shard_indices
 from renderlss.train.checkpoint import CheckpointError
 from renderlss.train.distributed import cleanup, rank, world_size
 from renderlss.vis import save_png
-from renderlss.vis.sample_panels import occupancy_figures, rig_depth_figure, rig_semantic_figure
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -76,74 +68,6 @@ def selected_indices(args: argparse.Namespace, size: int) -> list[int]:
     return list(range(start, stop))
 
 
-def sample_pictures(
-    setup: EvaluationSetup,
-    batch: dict,
-    predictions: dict,
-    b: int,
-    lidar: TargetSource,
-    depth_range: tuple[float, float],
-    columns: int,
-) -> dict[str, np.ndarray]:
-    """The pictures of batch element ``b``: name -> [H, W, 3] uint8."""
-    config, eval_config, dataset = setup.config, setup.eval_config, setup.dataset
-    classes = config.data.classes
-    meta = batch["meta"][b]
-    info = sample_info(dataset, meta)
-    maps = sample_camera_maps(
-        setup.model,
-        predictions,
-        b,
-        info,
-        list(config.data.cameras),
-        np.asarray(meta["bev_aug"], dtype=np.float64),
-        eval_config.image_stride,
-        dataset.dataroot,
-        lidar,
-        classes.ignore_index,
-    )
-    cameras, images = [m.camera for m in maps], [m.image for m in maps]
-    pictures = {
-        "depth": rig_depth_figure(
-            cameras,
-            images,
-            [m.lidar_depth for m in maps],
-            [m.rendered.depth for m in maps],
-            *depth_range,
-            columns,
-        ),
-        "semantics": rig_semantic_figure(
-            cameras,
-            images,
-            [m.target_semantics for m in maps],
-            [m.rendered.seen_semantics(classes.free_index) for m in maps],
-            classes.occ_class_names,
-            classes.ignore_index,
-            columns,
-        ),
-    }
-    if "voxel_semantics" not in batch:
-        return pictures
-    predicted = predict_occupancy(
-        predictions["density"][b : b + 1],
-        predictions["logits"][b : b + 1],
-        eval_config.occupancy_threshold,
-        classes.free_index,
-    )[0]
-    fields = {name: batch[name][b] for name in ("mask_camera", "mask_lidar")}
-    mask = occ3d_eval_mask(fields, eval_config.mask, f"{dataset.source}: sample {meta['token']}")
-    pictures["bev"], pictures["perspective"] = occupancy_figures(
-        predicted.cpu().numpy(),
-        batch["voxel_semantics"][b].cpu().numpy(),
-        classes.occ_class_names,
-        config.data.grid,
-        None if mask is None else mask.cpu().numpy(),
-        f"mask_{eval_config.mask}",
-        classes.ignore_index,
-    )
-    return pictures
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -156,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     depth_range = tuple(args.depth_range or (bins.d_min, bins.d_max))
     lidar = lidar_source(setup.config, setup.dataset.dataroot)
     # Under torchrun every process draws its share of the samples.
-    mine = [indices[i] for i in shard_indices(len(indices), rank(), world_size())]
+    mine = [indices[i] for i in shard_indices(len(indices), (rank(), world_size()))]
     position = 0
     for batch, predictions in predicted_volumes(
         setup.model, setup.dataset, setup.eval_config, setup.dist.device, indices=mine
@@ -165,7 +89,16 @@ def main(argv: list[str] | None = None) -> int:
             stem = f"{mine[position]:04d}_{meta['token']}"
             position += 1
             pictures = sample_pictures(
-                setup, batch, predictions, b, lidar, depth_range, args.columns
+                setup.model,
+                setup.config,
+                setup.eval_config,
+                setup.dataset,
+                batch,
+                predictions,
+                b,
+                lidar,
+                depth_range,
+                args.columns,
             )
             for name, picture in pictures.items():
                 path = args.out_dir / f"{stem}_{name}.png"

@@ -37,3 +37,12 @@ def collate(samples: list[dict]) -> dict:
         else _collate_values([s[key] for s in samples])
         for key in samples[0]
     }
+
+
+def to_device(batch, device: torch.device):
+    """Tensors of a (nested) batch moved to ``device``; ``meta`` and non-tensors as they are."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: v if k == "meta" else to_device(v, device) for k, v in batch.items()}
+    return batch

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from renderlss.data.classes import ClassesConfig
-from renderlss.data.collate import collate
+from renderlss.data.collate import collate, to_device
 from renderlss.data.dataset import OccDataset, load_occ_labels
 from renderlss.data.infos import info_pose
 from renderlss.data.render_targets import make_target_sources
@@ -58,7 +58,9 @@ from renderlss.eval.ray_iou import RayIoU, RayIoUResult
 from renderlss.experiment import ExperimentConfig, load_experiment
 from renderlss.geometry import transform_points
 from renderlss.geometry.grid import VoxelGrid
+from renderlss.labels.artifacts import shard_indices
 from renderlss.labels.sources import TargetSource
+from renderlss.models.build import build_model
 from renderlss.models.occupancy_net import OccupancyNet, predict_occupancy
 from renderlss.train.checkpoint import CheckpointError, load_checkpoint
 from renderlss.train.distributed import (
@@ -69,7 +71,6 @@ from renderlss.train.distributed import (
     rank,
     world_size,
 )
-from renderlss.train.trainer import build_model, to_device
 
 SPLITS = ("train", "val")
 WEIGHT_FIELDS = ("model", "ema")
@@ -187,13 +188,6 @@ def lidar_source(config: ExperimentConfig, dataroot: str | Path) -> TargetSource
     return make_target_sources(targets, dataroot, config.data.classes)[0]
 
 
-def shard_indices(size: int, shard: int, num_shards: int) -> list[int]:
-    """Sample indices of one process: ``shard::num_shards``."""
-    if not 0 <= shard < num_shards:
-        raise ValueError(f"shard {shard} outside [0, {num_shards})")
-    return list(range(shard, size, num_shards))
-
-
 def predicted_volumes(
     model: nn.Module,
     dataset: OccDataset,
@@ -208,7 +202,7 @@ def predicted_volumes(
         (batch on ``device``, ``model.volume(batch)``), under ``torch.no_grad()``.
     """
     if indices is None:
-        indices = shard_indices(len(dataset), rank(), world_size())
+        indices = shard_indices(len(dataset), (rank(), world_size()))
     loader = DataLoader(
         dataset,
         batch_size=eval_config.batch_size,

@@ -3,7 +3,9 @@ many under torchrun (DDP with gloo on CPU, nccl on CUDA).
 
 A step: micro-batches (gradient accumulation) -> model -> rendered losses -> backward ->
 clip -> NaN guard -> AdamW step -> schedule -> EMA teacher; then logging (console, JSONL,
-TensorBoard), checkpoints (atomic, keep-last-N) and optional evaluation.
+TensorBoard), checkpoints (atomic, keep-last-N), and on the validation split every
+``eval_interval`` steps the evaluation metrics and every ``image_interval`` steps the
+picture panels of its first sample.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from renderlss.configuration import to_dict
-from renderlss.data.collate import collate
+from renderlss.data.collate import collate, to_device
 from renderlss.data.dataset import OccDataset
+from renderlss.eval.pictures import sample_pictures
+from renderlss.eval.runner import eval_dataset, evaluate, lidar_source, predicted_volumes
 from renderlss.experiment import ExperimentConfig
 from renderlss.io import atomic_save_json
+from renderlss.models.build import build_model
 from renderlss.models.losses import class_weights_from_counts
 from renderlss.models.objective import loss_terms
 from renderlss.models.occupancy_net import OccupancyNet
@@ -83,15 +88,6 @@ def load_class_weights(config: ExperimentConfig) -> torch.Tensor | None:
     )
 
 
-def to_device(batch, device: torch.device):
-    """Tensors of a (nested) batch moved to ``device``; ``meta`` and non-tensors as they are."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: v if k == "meta" else to_device(v, device) for k, v in batch.items()}
-    return batch
-
-
 def make_loader(
     dataset: OccDataset, batch_size: int, workers: int, sampler: EpochSampler
 ) -> DataLoader:
@@ -111,11 +107,6 @@ def make_loader(
         drop_last=True,
         generator=torch.Generator().manual_seed(sampler.seed),
     )
-
-
-def build_model(config: ExperimentConfig) -> OccupancyNet:
-    """The network of an experiment config."""
-    return OccupancyNet(config.model, config.data.grid, config.render)
 
 
 def batches_from(
@@ -197,6 +188,57 @@ class Trainer:
         if resume:
             self._resume(resume)
         self.tb = TensorBoardLogger(self.work_dir / "tb", enabled=self.is_main)
+        self.val_set = self._validation_set()
+
+    def _validation_set(self) -> OccDataset | None:
+        """The eval-mode dataset of ``data.val_infos`` when evaluation or pictures are on."""
+        tc, data = self.config.train, self.config.data
+        if not (tc.eval_interval or tc.image_interval):
+            return None
+        if not data.val_infos:
+            self.log("train.eval_interval/image_interval set but data.val_infos is empty: off")
+            return None
+        return eval_dataset(self.config, data.val_infos)
+
+    def _validate(self, evaluate_metrics: bool) -> None:
+        """Pictures of the first validation sample (main process) and, when asked, the
+        metrics of the whole validation split (all processes share the work)."""
+        config = self.config
+        if evaluate_metrics:
+            result = evaluate(
+                self.model, self.val_set, config, config.eval, device=self.dist.device
+            )
+            scalars = {k: v for k, v in result.metrics.items() if not k.startswith("baseline/")}
+            self.tb.scalars("val", scalars, self.step)
+            summary = " ".join(
+                f"{k}={scalars[k]:.4f}"
+                for k in ("mIoU_17_classes", "RayIoU", "depth/lidar/abs_rel")
+                if k in scalars
+            )
+            self.log(f"[{self.step}] val {summary}")
+        if self.is_main:
+            bins = config.model.depth.bins
+            lidar = lidar_source(config, self.val_set.dataroot)
+            device = self.dist.device
+            for batch, predictions in predicted_volumes(
+                self.model, self.val_set, config.eval, device, indices=[0]
+            ):
+                pictures = sample_pictures(
+                    self.model,
+                    config,
+                    config.eval,
+                    self.val_set,
+                    batch,
+                    predictions,
+                    0,
+                    lidar,
+                    (bins.d_min, bins.d_max),
+                    2,
+                )
+                for name, picture in pictures.items():
+                    self.tb.image(f"val/{name}", picture, self.step)
+        self.model.train()
+        barrier()
 
     def _resume(self, resume: str) -> None:
         path = latest_checkpoint(self.work_dir) if resume == "auto" else Path(resume)
@@ -347,6 +389,10 @@ class Trainer:
                 history.append(record)
                 if self.step % tc.checkpoint_interval == 0 or self.step == tc.max_steps:
                     self._save()
+                evaluate_now = bool(tc.eval_interval) and self.step % tc.eval_interval == 0
+                picture_now = bool(tc.image_interval) and self.step % tc.image_interval == 0
+                if self.val_set is not None and (evaluate_now or picture_now):
+                    self._validate(evaluate_now)
         finally:
             self.tb.close()
         return TrainResult(self.model, history, self.step)
