@@ -81,3 +81,5 @@ def test_predict_occupancy_by_hand():
     logits[0, 2, 2] = 1.0
     labels = predict_occupancy(density, logits, threshold=1.0, free_index=3)
     assert labels.flatten().tolist() == [3, 1, 2]
+    # Without a threshold (3D-supervised networks) the free logit competes like any class.
+    assert predict_occupancy(density, logits, None, 3).flatten().tolist() == [3, 3, 3]

@@ -21,6 +21,9 @@ class EvalConfig:
     """
 
     occupancy_threshold: float = 0.5
+    # "density": occupied where sigma > occupancy_threshold, class = best non-free logit;
+    # "logits": class = best logit including free (for networks trained with the 3D loss).
+    occupancy_rule: Literal["density", "logits"] = "density"
     # Occ3D visibility mask of the voxels scored by mIoU: "camera" is the benchmark's setting.
     mask: Literal["camera", "lidar", "none"] = "camera"
     # Classes left out of the second mIoU (the 15-class mean many papers quote).
@@ -54,3 +57,8 @@ class EvalConfig:
         if len(set(self.subset_exclude)) != len(self.subset_exclude):
             raise ValueError(f"{where}.subset_exclude: repeated names in {self.subset_exclude}")
         self.ray_iou.validate(f"{where}.ray_iou")
+
+    @property
+    def density_threshold(self) -> float | None:
+        """The threshold ``predict_occupancy`` takes: None under the "logits" rule."""
+        return self.occupancy_threshold if self.occupancy_rule == "density" else None

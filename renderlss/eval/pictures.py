@@ -74,7 +74,7 @@ def sample_pictures(
     predicted = predict_occupancy(
         predictions["density"][b : b + 1],
         predictions["logits"][b : b + 1],
-        eval_config.occupancy_threshold,
+        eval_config.density_threshold,
         classes.free_index,
     )[0]
     fields = {name: batch[name][b] for name in ("mask_camera", "mask_lidar")}

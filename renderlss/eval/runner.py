@@ -488,7 +488,7 @@ def evaluate(
     device = torch.device(device)
     data = config.data
     cameras = list(data.cameras)
-    threshold, free_index = eval_config.occupancy_threshold, data.classes.free_index
+    threshold, free_index = eval_config.density_threshold, data.classes.free_index
     model_scores = VoxelScores(config, eval_config, device) if data.load_occ else None
     baseline_scores = {name: VoxelScores(config, eval_config, device) for name in (baselines or {})}
     if baseline_scores and not data.load_occ:

@@ -95,16 +95,21 @@ class OccupancyNet(nn.Module):
 
 
 def predict_occupancy(
-    density: torch.Tensor, logits: torch.Tensor, threshold: float, free_index: int
+    density: torch.Tensor, logits: torch.Tensor, threshold: float | None, free_index: int
 ) -> torch.Tensor:
-    """Occ3D-style labels: ``free_index`` where density <= threshold, else the most likely
-    non-free class.
+    """Occ3D-style labels.
+
+    With a ``threshold``: ``free_index`` where density <= threshold, else the most likely
+    non-free class (networks trained by rendering, whose density decides geometry). With
+    None: the most likely class including free (networks trained with the 3D loss).
 
     Args:
         density: [B, 1, X, Y, Z]; logits: [B, K, X, Y, Z] with the free class at ``free_index``.
     Returns:
         [B, X, Y, Z] int64 class indices.
     """
+    if threshold is None:
+        return logits.argmax(dim=1)
     occupied_logits = torch.cat([logits[:, :free_index], logits[:, free_index + 1 :]], dim=1)
     cls = occupied_logits.argmax(dim=1)
     cls = torch.where(cls >= free_index, cls + 1, cls)
