@@ -33,7 +33,7 @@ def loss_terms(
             [B, R], ``image_depth`` [B, N, H, W]) and, for the 3D term, ``voxel_semantics``
             and ``mask_camera`` [B, X, Y, Z].
         model_config: the ``model`` section (loss weights, depth bins, feature stride).
-        class_weights: [K] semantic class weights, or None for uniform.
+        class_weights: [K] weights of the rendered-semantics classes, or None for uniform.
     Returns:
         {term name: weighted scalar}; their sum is the training loss.
     """
@@ -75,7 +75,8 @@ def loss_terms(
         )
     if config.occ3d_weight:
         mask = batch["mask_camera"] if config.occ3d_use_camera_mask else None
+        # Unweighted: the class counts come from ray targets, which never see free space.
         terms["occ3d"] = config.occ3d_weight * occupancy_ce_loss(
-            predictions["logits"], batch["voxel_semantics"], mask, class_weights, ignore_index
+            predictions["logits"], batch["voxel_semantics"], mask, None, ignore_index
         )
     return terms
