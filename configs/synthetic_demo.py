@@ -30,10 +30,11 @@ model = dict(
     head=dict(hidden_channels=32),
     # RenderOcc's "2D + 3D" setting: the Occ3D loss (inside the camera mask) leads and the
     # rendering losses help at a small weight (at weight 1 they hurt once 3D labels exist).
-    # Class weights from tools/class_frequencies.py (the demo writes the file first).
+    # Class weights from tools/class_frequencies.py (the demo writes both files first).
     loss=dict(
         class_counts=f"{_data_root}/infos/class_counts.json",
         occ3d_weight=1.0,
+        occ3d_class_counts=f"{_data_root}/infos/voxel_class_counts.json",
         depth_weight=0.1,
         semantic_weight=0.1,
         lss_depth_weight=0.05,

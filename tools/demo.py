@@ -5,7 +5,7 @@ Runs, printing each command as a user would type it:
   1. tools/make_synthetic.py    the procedural world as a nuScenes-format dataroot (resumable)
   2. tools/create_data.py       info files with a by-scene train/val split
   3. a Dataset summary          what one training sample holds
-  4. tools/class_frequencies.py class counts of the ray targets for the loss weights
+  4. tools/class_frequencies.py class counts of ray targets and voxels for the loss weights
   5. tools/train.py             train the demo config (resumes an interrupted demo)
   6. tools/test.py              Occ3D mIoU, RayIoU and depth errors on the held-out scene,
                                 next to trivial baselines
@@ -26,6 +26,18 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "synthetic_demo.py"
+SUMMARY_METRICS = (
+    "mIoU_17_classes",
+    "mIoU_15_classes",
+    "geometry_IoU",
+    "RayIoU",
+    "depth/lidar/abs_rel",
+    "depth/oracle/abs_rel",
+    "baseline/all_free/mIoU_17_classes",
+    "baseline/column_majority/mIoU_17_classes",
+    "baseline/column_majority/geometry_IoU",
+    "baseline/column_majority/RayIoU",
+)
 
 
 def run(args: list[str]) -> None:
@@ -70,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
 
     data, work = Path(args.data), Path(args.work_dir)
     infos = data / "infos"
+    # Paths need no quotes: a value that is not a Python literal is taken as a string.
     overrides = [
-        f"data.train_infos={str(infos / 'renderlss_infos_train.pkl')!r}",
-        f"data.val_infos={str(infos / 'renderlss_infos_val.pkl')!r}",
-        f"model.loss.class_counts={str(infos / 'class_counts.json')!r}",
-        f"train.work_dir={str(work)!r}",
+        f"data.train_infos={infos / 'renderlss_infos_train.pkl'}",
+        f"data.val_infos={infos / 'renderlss_infos_val.pkl'}",
+        f"model.loss.class_counts={infos / 'class_counts.json'}",
+        f"model.loss.occ3d_class_counts={infos / 'voxel_class_counts.json'}",
+        f"train.work_dir={work}",
     ]
     if args.steps:
         overrides.append(f"train.max_steps={args.steps}")
@@ -150,12 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
 
-    metrics = json.loads(metrics_path.read_text())
+    metrics = json.loads(metrics_path.read_text())["metrics"]
     minutes = (time.perf_counter() - started) / 60
     print(f"\nDemo finished in {minutes:.1f} min.")
-    for key in sorted(metrics):
-        if isinstance(metrics[key], int | float) and not key.startswith("iou/"):
-            print(f"  {key:<36} {metrics[key]:.4f}")
+    for key in SUMMARY_METRICS:
+        if metrics.get(key) is not None:
+            print(f"  {key:<40} {metrics[key]:.4f}")
     print(f"Checkpoint:  {checkpoint}")
     print(f"Pictures:    {vis_dir}")
     print(f"TensorBoard: tensorboard --logdir {work / 'tb'}")

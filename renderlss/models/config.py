@@ -163,6 +163,9 @@ class LossConfig:
     # Cross-entropy on Occ3D voxel labels (free class included).
     occ3d_weight: float = 0.0
     occ3d_use_camera_mask: bool = True
+    # Voxel class counts (tools/class_frequencies.py --source occ) for the 3D loss's class
+    # weights; "" weighs every class 1. Ray counts do not fit: rays never see free space.
+    occ3d_class_counts: str = ""
 
     def validate(self, where: str) -> None:
         for name in (

@@ -21,7 +21,7 @@ def loss_terms(
     rendered: RenderOutput,
     batch: dict,
     model_config: ModelConfig,
-    class_weights: torch.Tensor | None,
+    class_weights: dict[str, torch.Tensor | None],
     ignore_index: int,
 ) -> dict[str, torch.Tensor]:
     """Weighted loss terms (terms with weight 0 are not computed).
@@ -33,7 +33,8 @@ def loss_terms(
             [B, R], ``image_depth`` [B, N, H, W]) and, for the 3D term, ``voxel_semantics``
             and ``mask_camera`` [B, X, Y, Z].
         model_config: the ``model`` section (loss weights, depth bins, feature stride).
-        class_weights: [K] weights of the rendered-semantics classes, or None for uniform.
+        class_weights: [K] class weights (or None for uniform) of the ``semantic`` and the
+            ``occ3d`` term.
     Returns:
         {term name: weighted scalar}; their sum is the training loss.
     """
@@ -53,7 +54,7 @@ def loss_terms(
         terms["semantic"] = config.semantic_weight * semantic_ce_loss(
             rendered.semantics.flatten(0, 1),
             targets["semantics"].flatten().long(),
-            class_weights,
+            class_weights.get("semantic"),
             confidence,
             ignore_index,
         )
@@ -75,8 +76,11 @@ def loss_terms(
         )
     if config.occ3d_weight:
         mask = batch["mask_camera"] if config.occ3d_use_camera_mask else None
-        # Unweighted: the class counts come from ray targets, which never see free space.
         terms["occ3d"] = config.occ3d_weight * occupancy_ce_loss(
-            predictions["logits"], batch["voxel_semantics"], mask, None, ignore_index
+            predictions["logits"],
+            batch["voxel_semantics"],
+            mask,
+            class_weights.get("occ3d"),
+            ignore_index,
         )
     return terms

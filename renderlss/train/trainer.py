@@ -64,15 +64,17 @@ def lr_factor(step: int, warmup_steps: int, max_steps: int, min_ratio: float) ->
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def load_class_weights(config: ExperimentConfig) -> torch.Tensor | None:
-    """Semantic class weights from the class-count file of the loss config (None if unset)."""
+def load_class_weights(config: ExperimentConfig, field: str) -> torch.Tensor | None:
+    """Class weights from the class-count file named by ``model.loss.<field>`` (None if
+    unset): ``class_counts`` for rendered semantics, ``occ3d_class_counts`` for the 3D loss."""
     loss = config.model.loss
-    if not loss.class_counts:
+    name = getattr(loss, field)
+    if not name:
         return None
-    path = Path(loss.class_counts)
+    path = Path(name)
     if not path.is_file():
         raise FileNotFoundError(
-            f"model.loss.class_counts: {path} not found (make it with tools/class_frequencies.py)"
+            f"model.loss.{field}: {path} not found (make it with tools/class_frequencies.py)"
         )
     record = json.loads(path.read_text())
     names = record.get("class_names")
@@ -182,8 +184,13 @@ class Trainer:
             ModelEMA(self.model, EmaMomentum(tc.ema_warm, tc.ema_max_momentum)) if tc.ema else None
         )
         self.guard = NanGuard(tc.max_consecutive_nan, self.log)
-        weights = load_class_weights(config)
-        self.class_weights = None if weights is None else weights.to(self.dist.device)
+        self.class_weights = {
+            term: None if w is None else w.to(self.dist.device)
+            for term, w in (
+                ("semantic", load_class_weights(config, "class_counts")),
+                ("occ3d", load_class_weights(config, "occ3d_class_counts")),
+            )
+        }
         self.step = 0
         if resume:
             self._resume(resume)
