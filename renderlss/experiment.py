@@ -29,6 +29,8 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def validate(self, where: str) -> None:
+        if self.model.loss.occ3d_weight and not self.data.load_occ:
+            raise ConfigError("model.loss.occ3d_weight > 0 needs Occ3D labels: data.load_occ=True")
         expected = self.data.classes.num_classes
         if self.data.classes.occ_class_names and self.model.head.num_classes != expected:
             raise ConfigError(

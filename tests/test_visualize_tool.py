@@ -13,7 +13,6 @@ from PIL import Image
 from renderlss.configuration import to_dict
 from renderlss.data.collate import collate
 from renderlss.data.infos import create_infos
-from renderlss.eval.config import EvalConfig
 from renderlss.eval.metrics import occ3d_eval_mask
 from renderlss.eval.runner import eval_dataset, load_trained_model
 from renderlss.experiment import load_experiment
@@ -99,7 +98,7 @@ def test_visualize_writes_the_four_pictures_of_a_sample(trained, tmp_path, capsy
     with torch.no_grad():
         volume = model.volume(batch)
     classes = config.data.classes
-    threshold = EvalConfig().occupancy_threshold
+    threshold = config.eval.density_threshold  # the rule of the config (demo: logits)
     predicted = predict_occupancy(
         volume["density"], volume["logits"], threshold, classes.free_index
     )[0]

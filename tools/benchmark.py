@@ -243,6 +243,9 @@ def case_model(scale: str, device: str, repeats: int) -> dict:
         image_depth=image_depth,
     )
     batch["targets"] = rays
+    x, y, z = config.data.grid.shape
+    batch["voxel_semantics"] = torch.randint(0, 18, (1, x, y, z), device=dev)
+    batch["mask_camera"] = torch.rand(1, x, y, z, device=dev) < 0.3
 
     def step():
         model.zero_grad(set_to_none=True)
@@ -317,6 +320,8 @@ def case_memory(steps: int, workers: int) -> dict:
                 "data.input_size=(64,112)",
                 "data.targets.num_rays=512",
                 "model.loss.class_counts=''",
+                "model.loss.occ3d_weight=0.0",
+                "model.loss.occ3d_class_counts=''",
                 "train.log_interval=1000000",
             ],
         )
