@@ -123,17 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             str(infos),
         ]
     )
-    dataset_summary(load_experiment(CONFIG, overrides + ["model.loss.class_counts=''"]))
-    run(
-        [
-            "tools/class_frequencies.py",
-            str(CONFIG),
-            "--out",
-            str(infos / "class_counts.json"),
-            "--cfg-options",
-            *overrides,
-        ]
-    )
+    dataset_summary(load_experiment(CONFIG, overrides))
+    for source, name in (("rays", "class_counts.json"), ("occ", "voxel_class_counts.json")):
+        out = str(infos / name)
+        run(["tools/class_frequencies.py", str(CONFIG), "--source", source, "--out", out,
+             "--cfg-options", *overrides])  # fmt: skip
     cfg_options = ["--cfg-options", *overrides]
     run(["tools/train.py", str(CONFIG), "--resume", *cfg_options])
     checkpoint = work / f"step_{config.train.max_steps:06d}.pth"
