@@ -423,7 +423,11 @@ def section_data(args) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synthetic"
-        generate_dataset(root, SyntheticConfig(num_scenes=1, keyframes_per_scene=4), progress=False)
+        # Labels on the demo grid, which the demo config's Dataset expects.
+        synthetic = SyntheticConfig(
+            num_scenes=1, keyframes_per_scene=4, grid=load_scale("demo").data.grid
+        )
+        generate_dataset(root, synthetic, progress=False)
         create_infos(
             str(root), "v1.0-synthetic", str(root / "infos"), val_fraction=0.0, show_progress=False
         )
