@@ -56,6 +56,11 @@ from renderlss.train.sampler import EpochSampler
 from renderlss.train.tb_logger import TensorBoardLogger
 
 
+def console(line: str) -> None:
+    """Print a log line at once, also when stdout is a file or a pipe (tail -f works)."""
+    print(line, flush=True)
+
+
 def lr_factor(step: int, warmup_steps: int, max_steps: int, min_ratio: float) -> float:
     """Learning-rate multiplier at ``step``: linear warm-up, then cosine to ``min_ratio``."""
     if step < warmup_steps:
@@ -151,7 +156,7 @@ class Trainer:
         self,
         config: ExperimentConfig,
         resume: str | None = None,
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] = console,
         dist: DistInfo | None = None,
     ) -> None:
         self.config = config
@@ -418,7 +423,7 @@ _NON_LOSS_KEYS = (
 
 
 def train(
-    config: ExperimentConfig, resume: str | None = None, log: Callable[[str], None] = print
+    config: ExperimentConfig, resume: str | None = None, log: Callable[[str], None] = console
 ) -> TrainResult:
     """Train ``config`` (resuming from a checkpoint path, or ``"auto"``: the latest in the
     work dir), then leave the process group if this call joined one."""
