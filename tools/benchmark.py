@@ -424,8 +424,12 @@ def section_data(args) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synthetic"
         # Labels on the demo grid, which the demo config's Dataset expects.
+        # Enough keyframes for one epoch to cover the timed samples: a new epoch restarts the
+        # loader's workers, which would be timed too.
         synthetic = SyntheticConfig(
-            num_scenes=1, keyframes_per_scene=4, grid=load_scale("demo").data.grid
+            num_scenes=2,
+            keyframes_per_scene=(args.data_samples + 1) // 2 + 1,
+            grid=load_scale("demo").data.grid,
         )
         generate_dataset(root, synthetic, progress=False)
         create_infos(
