@@ -197,7 +197,8 @@ def build_ray_targets(
     if not parts:
         raise ValueError(f"sample {key_info['token']}: no render targets in any camera")
     rays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    rays = {key: value[inside_grid(rays, grid)] for key, value in rays.items()}
+    reachable = inside_grid(rays, grid)
+    rays = {key: value[reachable] for key, value in rays.items()}
     num_cls = len(classes.occ_class_names)
     class_w = class_balance_weights(
         rays["semantics"], num_cls + 1, config.class_balance_alpha, classes.ignore_index
