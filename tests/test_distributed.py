@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
-import socket
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from helpers import free_port, run_processes, set_torchrun_environment
 from torch import nn
 
 from renderlss.train.checkpoint import gather_rng_states, restore_training_state, save_checkpoint
@@ -35,21 +32,9 @@ from renderlss.train.nan_guard import NanGuard
 WORLD_SIZE = 2
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _worker(rank: int, port: int, out_dir: str) -> None:
     """One process of the two-process run; it records what it saw for the parent to check."""
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(WORLD_SIZE),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    set_torchrun_environment(rank, WORLD_SIZE, port)
     info = init_distributed(device="cpu")
     seen: dict = {"info": (info.rank, info.world_size, info.local_rank, str(info.device))}
     seen["is_distributed"] = info.is_distributed and dist.get_backend() == "gloo"
@@ -110,19 +95,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 
 
 def test_two_gloo_processes(tmp_path):
-    context = mp.start_processes(
-        _worker,
-        args=(free_port(), str(tmp_path)),
-        nprocs=WORLD_SIZE,
-        join=False,
-        start_method="spawn",
-    )
-    deadline = time.monotonic() + 180
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the two-process run did not finish within 180 s")
+    run_processes(_worker, (free_port(), str(tmp_path)), WORLD_SIZE, 180, "the two-process run")
     seen = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     for rank, record in enumerate(seen):
         assert record["info"] == (rank, 2, rank, "cpu")

@@ -9,23 +9,26 @@ the numbers of one.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import os
-import socket
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from helpers import (
+    TINY_NETWORK_OVERRIDES,
+    free_port,
+    load_tool,
+    run_processes,
+    save_untrained_checkpoint,
+    set_torchrun_environment,
+)
 from pyquaternion import Quaternion
 from torch import nn
 
-from renderlss.configuration import ConfigError, to_dict
+from renderlss.configuration import ConfigError
 from renderlss.data.classes import ClassesConfig
 from renderlss.data.infos import create_infos
 from renderlss.eval.config import EvalConfig
@@ -44,12 +47,11 @@ from renderlss.eval.runner import (
 from renderlss.experiment import load_experiment
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.labels.pixel_targets import PixelTargets
-from renderlss.models.build import build_model
 from renderlss.ops.config import RenderConfig
 from renderlss.ops.rays import Rays
 from renderlss.ops.render import RenderOutput, render_rays
 from renderlss.synthetic import generate_dataset, synthetic_config
-from renderlss.train.checkpoint import CheckpointError, save_checkpoint
+from renderlss.train.checkpoint import CheckpointError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = str(REPO / "configs" / "synthetic_demo.py")
@@ -58,17 +60,9 @@ TINY_GRID = dict(
 )
 # A test-sized network on the tiny grid (the demo config, scaled down).
 TINY_OVERRIDES = [
-    "data.input_size=(32,64)",
+    *TINY_NETWORK_OVERRIDES,
     f"data.grid.point_cloud_range={TINY_GRID['point_cloud_range']}",
     f"data.grid.voxel_size={TINY_GRID['voxel_size']}",
-    "data.workers=0",
-    "model.neck.out_channels=8",
-    "model.depth.mid_channels=8",
-    "model.depth.bins.num_bins=11",
-    "model.depth.context_channels=4",
-    "model.encoder3d.channels=4",
-    "model.encoder3d.num_blocks=1",
-    "model.head.hidden_channels=4",
 ]
 # Coarse query rays keep RayIoU cheap; scoring is the same.
 FAST_RAYS = RayIoUConfig(azimuth_step_deg=6.0)
@@ -324,13 +318,7 @@ def test_oracle_depth_is_rendered_at_the_oracle_pixels(tiny_root):
 
 
 def _distributed_worker(rank: int, port: int, root: str, out_dir: str) -> None:
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(WORLD_SIZE),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    set_torchrun_environment(rank, WORLD_SIZE, port)
     torch.set_num_threads(1)
     from renderlss.train.distributed import cleanup, init_distributed
 
@@ -349,29 +337,17 @@ def _shifted_label_evaluation(root: Path) -> dict[str, float]:
     return evaluate(model, dataset, config, eval_config).metrics
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_processes_report_the_numbers_of_one(tiny_root, tmp_path):
     single = _shifted_label_evaluation(tiny_root)
     # An imperfect model, so that every metric has something to merge.
     assert 0.1 < single["mIoU_17_classes"] < 0.9 and single["depth/oracle/abs_rel"] > 0.01
-    context = mp.start_processes(
+    run_processes(
         _distributed_worker,
-        args=(free_port(), str(tiny_root), str(tmp_path)),
-        nprocs=WORLD_SIZE,
-        join=False,
-        start_method="spawn",
+        (free_port(), str(tiny_root), str(tmp_path)),
+        WORLD_SIZE,
+        180,
+        "the two-process evaluation",
     )
-    deadline = time.monotonic() + 180
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the two-process evaluation did not finish within 180 s")
     merged = torch.load(tmp_path / "metrics.pt", weights_only=False)
     assert merged.keys() == single.keys()
     for key, value in single.items():
@@ -394,33 +370,9 @@ def test_eval_overrides_and_unknown_keys():
         load_configs(DEMO_CONFIG, ["eval.min_depth=0.0"])
 
 
-def load_tool(name: str):
-    """A script of tools/ as a module (tools/ is no package; ``test`` would be the stdlib's)."""
-    spec = importlib.util.spec_from_file_location(f"tools_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def save_tiny_checkpoint(config, path: Path) -> Path:
-    torch.manual_seed(0)
-    model = build_model(config)
-    return save_checkpoint(
-        path,
-        model=model,
-        optimizer=torch.optim.AdamW(model.parameters()),
-        scheduler=None,
-        scaler=None,
-        step=0,
-        epoch=0,
-        config_dict=to_dict(config),
-        seed=0,
-    )
-
-
 def test_test_tool_and_threshold_tool(tiny_root, tmp_path, capsys):
     config = tiny_config(tiny_root)
-    checkpoint = save_tiny_checkpoint(config, tmp_path / "step_000000.pth")
+    checkpoint = save_untrained_checkpoint(config, tmp_path / "step_000000.pth")
     fast = ["eval.image_stride=6", f"eval.ray_iou.azimuth_step_deg={FAST_RAYS.azimuth_step_deg}"]
     options = ["--cfg-options", *tiny_overrides(tiny_root), *fast]
     common = [DEMO_CONFIG, str(checkpoint), "--device", "cpu", "--no-progress"]
@@ -453,7 +405,7 @@ def test_test_tool_and_threshold_tool(tiny_root, tmp_path, capsys):
 
 def test_checkpoint_that_does_not_fit_names_the_file(tiny_root, tmp_path):
     config = tiny_config(tiny_root)
-    checkpoint = save_tiny_checkpoint(config, tmp_path / "tiny.pth")
+    checkpoint = save_untrained_checkpoint(config, tmp_path / "tiny.pth")
     wider = load_experiment(
         DEMO_CONFIG, tiny_overrides(tiny_root) + ["model.head.hidden_channels=6"]
     )

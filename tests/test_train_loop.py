@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from helpers import RENDERED_LOSS_ONLY_OVERRIDES, free_port, set_torchrun_environment
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from renderlss.data.infos import create_infos
@@ -23,15 +22,11 @@ from renderlss.train.trainer import train
 REPO = Path(__file__).resolve().parents[1]
 # A very small network on coarse inputs: these tests are about the loop, not the model.
 LOOP_OVERRIDES = [
+    *RENDERED_LOSS_ONLY_OVERRIDES,
     "data.input_size=(32,64)",
     "data.grid.point_cloud_range=(-12.8,-12.8,-1.0,12.8,12.8,5.4)",
     "data.grid.voxel_size=(1.6,1.6,1.6)",
-    "data.load_occ=False",
     "data.targets.num_rays=128",
-    "data.targets.adjacent_keyframes=0",
-    "data.workers=0",
-    "data.val_infos=''",
-    "train.image_interval=0",
     "data.batch_size=1",
     "model.backbone.frozen_bn=True",
     "model.neck.out_channels=16",
@@ -42,11 +37,6 @@ LOOP_OVERRIDES = [
     "model.encoder3d.channels=8",
     "model.encoder3d.num_blocks=1",
     "model.head.hidden_channels=8",
-    "model.loss.class_counts=''",
-    "model.loss.occ3d_weight=0.0",
-    "model.loss.occ3d_class_counts=''",
-    "model.loss.depth_weight=1.0",
-    "model.loss.semantic_weight=1.0",
     "train.warmup_steps=2",
     "train.lr=1e-3",
     "train.log_interval=1",
@@ -111,20 +101,8 @@ def test_killed_run_resumes_on_the_same_loss_curve(infos, tmp_path):
             assert resumed[step][key] == pytest.approx(reference[step][key], rel=1e-5), (step, key)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, port: int, raw_overrides: list[str], out: str) -> None:
-    os.environ.update(
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE="2",
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    set_torchrun_environment(rank, 2, port)
     torch.set_num_threads(1)
     config = load_experiment(REPO / "configs/synthetic_demo.py", raw_overrides)
     result = train(config, log=lambda line: None)
@@ -144,7 +122,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(infos, tmp_p
         log=lambda line: None,
     )
     raw = overrides(infos, tmp_path / "two", *steps, "data.batch_size=1")
-    mp.spawn(_ddp_worker, args=(_free_port(), raw, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(free_port(), raw, str(tmp_path)), nprocs=2, join=True)
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
     for name, value in rank0["params"].items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from helpers import RENDERED_LOSS_ONLY_OVERRIDES
 
 from renderlss.data.collate import collate
 from renderlss.data.dataset import OccDataset
@@ -14,24 +15,15 @@ from renderlss.train.trainer import train
 
 # A test-sized version of the demo: small images, a coarse grid, few rays.
 TEST_OVERRIDES = [
+    *RENDERED_LOSS_ONLY_OVERRIDES,
     "data.input_size=(64,112)",
     "data.grid.point_cloud_range=(-19.2,-19.2,-1.0,19.2,19.2,5.4)",
     "data.grid.voxel_size=(1.6,1.6,0.8)",
-    "data.load_occ=False",
     "data.targets.num_rays=512",
-    "data.targets.adjacent_keyframes=0",
-    "data.workers=0",
-    "data.val_infos=''",
-    "train.image_interval=0",
     "model.neck.out_channels=32",
     "model.depth.mid_channels=32",
     "model.depth.bins.num_bins=22",
     "model.head.hidden_channels=16",
-    "model.loss.class_counts=''",
-    "model.loss.occ3d_weight=0.0",
-    "model.loss.occ3d_class_counts=''",
-    "model.loss.depth_weight=1.0",
-    "model.loss.semantic_weight=1.0",
     "train.max_steps=150",
     "train.warmup_steps=10",
     "train.lr=2e-3",

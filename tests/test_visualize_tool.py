@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_NETWORK_OVERRIDES, load_tool, save_untrained_checkpoint
 from PIL import Image
 
-from renderlss.configuration import to_dict
 from renderlss.data.collate import collate
 from renderlss.data.infos import create_infos
 from renderlss.eval.metrics import occ3d_eval_mask
 from renderlss.eval.runner import eval_dataset, load_trained_model
 from renderlss.experiment import load_experiment
 from renderlss.geometry.grid import VoxelGrid
-from renderlss.models.build import build_model
 from renderlss.models.occupancy_net import predict_occupancy
-from renderlss.train.checkpoint import save_checkpoint
 from renderlss.vis.occupancy_views import bev_view
 from renderlss.vis.sample_panels import occupancy_figures, rig_depth_figure, rig_semantic_figure
 
@@ -28,26 +25,11 @@ DEMO_CONFIG = str(REPO / "configs" / "synthetic_demo.py")
 STRIDE = 8
 # A test-sized network on the Occ3D grid of the session dataset (its labels are 200x200x16).
 OVERRIDES = [
-    "data.input_size=(32,64)",
+    *TINY_NETWORK_OVERRIDES,
     "data.grid.point_cloud_range=(-40.0,-40.0,-1.0,40.0,40.0,5.4)",
     "data.grid.voxel_size=(0.4,0.4,0.4)",
-    "data.workers=0",
-    "model.neck.out_channels=8",
-    "model.depth.mid_channels=8",
-    "model.depth.bins.num_bins=11",
-    "model.depth.context_channels=4",
-    "model.encoder3d.channels=4",
-    "model.encoder3d.num_blocks=1",
-    "model.head.hidden_channels=4",
     f"eval.image_stride={STRIDE}",
 ]
-
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tools_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -57,19 +39,7 @@ def trained(synthetic_root, tmp_path_factory):
     create_infos(str(synthetic_root), "v1.0-synthetic", str(infos), show_progress=False)
     overrides = OVERRIDES + [f"data.val_infos={str(infos / 'renderlss_infos_val.pkl')!r}"]
     config = load_experiment(DEMO_CONFIG, [o for o in overrides if not o.startswith("eval.")])
-    torch.manual_seed(0)
-    model = build_model(config)
-    checkpoint = save_checkpoint(
-        infos / "step_000000.pth",
-        model=model,
-        optimizer=torch.optim.AdamW(model.parameters()),
-        scheduler=None,
-        scaler=None,
-        step=0,
-        epoch=0,
-        config_dict=to_dict(config),
-        seed=0,
-    )
+    checkpoint = save_untrained_checkpoint(config, infos / "step_000000.pth")
     return overrides, config, checkpoint
 
 

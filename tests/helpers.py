@@ -1,0 +1,113 @@
+"""Pieces several test files share: config overrides for test-sized runs, an untrained
+checkpoint, a localhost process group with a time-limited launcher for gloo tests, and tools/
+scripts as modules."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from renderlss.configuration import to_dict
+from renderlss.experiment import ExperimentConfig
+from renderlss.models.build import build_model
+from renderlss.train.checkpoint import save_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A test-sized network on small images, loaded in the main process; the grid is each test's.
+TINY_NETWORK_OVERRIDES = [
+    "data.input_size=(32,64)",
+    "data.workers=0",
+    "model.neck.out_channels=8",
+    "model.depth.mid_channels=8",
+    "model.depth.bins.num_bins=11",
+    "model.depth.context_channels=4",
+    "model.encoder3d.channels=4",
+    "model.encoder3d.num_blocks=1",
+    "model.head.hidden_channels=4",
+]
+
+# Training from the rendered depth and semantics of the keyframe alone: no Occ3D labels, no
+# validation, no pictures; loaded in the main process.
+RENDERED_LOSS_ONLY_OVERRIDES = [
+    "data.load_occ=False",
+    "data.targets.adjacent_keyframes=0",
+    "data.workers=0",
+    "data.val_infos=''",
+    "train.image_interval=0",
+    "model.loss.class_counts=''",
+    "model.loss.occ3d_weight=0.0",
+    "model.loss.occ3d_class_counts=''",
+    "model.loss.depth_weight=1.0",
+    "model.loss.semantic_weight=1.0",
+]
+
+
+def save_untrained_checkpoint(config: ExperimentConfig, path: Path) -> Path:
+    """Save the model that ``config`` builds under seed 0, untrained, as a step-0 checkpoint."""
+    torch.manual_seed(0)
+    model = build_model(config)
+    return save_checkpoint(
+        path,
+        model=model,
+        optimizer=torch.optim.AdamW(model.parameters()),
+        scheduler=None,
+        scaler=None,
+        step=0,
+        epoch=0,
+        config_dict=to_dict(config),
+        seed=0,
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for MASTER_PORT)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def set_torchrun_environment(rank: int, world_size: int, port: int) -> None:
+    """Set the variables torchrun would give process ``rank`` of a group on 127.0.0.1."""
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+
+
+def run_processes(
+    worker: Callable[..., None], args: tuple, nprocs: int, timeout_s: float, what: str
+) -> None:
+    """Run ``worker(rank, *args)`` in ``nprocs`` spawned processes and wait for all of them.
+
+    A worker's exception is raised here; if they have not all finished after ``timeout_s``
+    seconds, they are killed and the test fails naming ``what`` (so a hung collective cannot
+    hang the suite).
+    """
+    context = mp.start_processes(worker, args=args, nprocs=nprocs, join=False, start_method="spawn")
+    deadline = time.monotonic() + timeout_s
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"{what} did not finish within {timeout_s:g} s")
+
+
+def load_tool(name: str) -> ModuleType:
+    """A script of tools/ as a module (tools/ is no package; ``test`` would be the stdlib's)."""
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
