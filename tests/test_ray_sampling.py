@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from renderlss.data.ray_sampling import class_balance_weights, draw_rays, ray_weights
+from renderlss.data.ray_sampling import class_balance_weights, draw_reachable_rays, ray_weights
 
 IGNORE = 255
 
@@ -25,19 +25,57 @@ def test_adjacent_and_dynamic_rules():
     np.testing.assert_allclose(w, [1.0, 2.0, 0.0, 1.0, 0.3])
 
 
-def test_draw_frequencies_follow_weights():
+def everything(index: np.ndarray) -> np.ndarray:
+    return np.ones(len(index), dtype=bool)
+
+
+def nothing(index: np.ndarray) -> np.ndarray:
+    return np.zeros(len(index), dtype=bool)
+
+
+def not_two(index: np.ndarray) -> np.ndarray:
+    return index != 2
+
+
+def evens(index: np.ndarray) -> np.ndarray:
+    return index % 2 == 0
+
+
+def test_first_draw_follows_the_weights_of_reachable_candidates():
     rng = np.random.default_rng(0)
-    weights = np.array([1.0, 3.0, 0.0])
-    idx = draw_rays(weights, 40000, rng)  # more rays than candidates: with replacement
+    weights = np.array([1.0, 3.0, 6.0, 0.0])
+    first = [draw_reachable_rays(weights, 1, not_two, rng)[0] for _ in range(8000)]
+    freq = np.bincount(first, minlength=4) / len(first)
+    np.testing.assert_allclose(freq, [0.25, 0.75, 0.0, 0.0], atol=0.015)
+
+
+def test_too_few_candidates_are_all_used_then_drawn_again_by_weight():
+    rng = np.random.default_rng(0)
+    idx = draw_reachable_rays(np.array([1.0, 3.0, 0.0]), 40000, everything, rng)
+    assert len(idx) == 40000 and set(idx[:2].tolist()) == {0, 1}
     freq = np.bincount(idx, minlength=3) / len(idx)
     np.testing.assert_allclose(freq, [0.25, 0.75, 0.0], atol=0.01)
 
 
 def test_draw_without_replacement_when_enough():
-    idx = draw_rays(np.ones(100), 60, np.random.default_rng(1))
-    assert len(idx) == 60 and len(set(idx.tolist())) == 60
+    idx = draw_reachable_rays(np.ones(100), 40, evens, np.random.default_rng(1))
+    assert len(idx) == 40 and len(set(idx.tolist())) == 40 and (idx % 2 == 0).all()
 
 
-def test_draw_refuses_all_zero():
+def test_only_drawn_candidates_are_tested():
+    tested = []
+
+    def record(index: np.ndarray) -> np.ndarray:
+        tested.append(len(index))
+        return index % 4 != 0  # three in four reachable
+
+    idx = draw_reachable_rays(np.ones(200_000), 100, record, np.random.default_rng(2))
+    assert len(set(idx.tolist())) == 100 and (idx % 4 != 0).all()
+    assert sum(tested) < 1000
+
+
+def test_draw_refuses_all_zero_and_all_unreachable():
     with pytest.raises(ValueError, match="positive"):
-        draw_rays(np.zeros(4), 2, np.random.default_rng(0))
+        draw_reachable_rays(np.zeros(4), 2, everything, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="reaches"):
+        draw_reachable_rays(np.ones(4), 2, nothing, np.random.default_rng(0))

@@ -7,6 +7,8 @@ since, so the ray's target is wrong in the current frame).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -56,16 +58,55 @@ def ray_weights(
     return np.where(moving, 0.0, weights)
 
 
-def draw_rays(weights: np.ndarray, num_rays: int, rng: np.random.Generator) -> np.ndarray:
-    """Draw ``num_rays`` indices with probability proportional to ``weights`` [M].
+def draw_reachable_rays(
+    weights: np.ndarray,
+    num_rays: int,
+    reachable: Callable[[np.ndarray], np.ndarray],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Draw ``num_rays`` indices with probability proportional to ``weights`` [M] among the
+    candidates that ``reachable`` accepts, testing only the candidates actually drawn.
 
-    Without replacement when there are enough candidates with non-zero weight, with
-    replacement otherwise, so every sample yields exactly ``num_rays`` rays.
-    Raises ValueError when no candidate has a positive weight.
+    Candidates are visited in the order of a weighted draw without replacement (exponential
+    clocks ``E_i / w_i``, smallest first) and the rejected ones skipped, which is a weighted
+    draw without replacement from the accepted ones; so a sample with millions of dense
+    target pixels computes ray geometry for about ``num_rays`` of them. When fewer than
+    ``num_rays`` candidates are accepted, the rest is drawn from them with replacement, so
+    every sample yields exactly ``num_rays`` rays.
+
+    Args:
+        weights: [M] non-negative sampling weights.
+        reachable: maps [K] int64 candidate indices to a [K] bool mask.
+    Returns:
+        [num_rays] int64 candidate indices.
+    Raises:
+        ValueError: no candidate has a positive weight, or none of those is accepted.
     """
-    total = weights.sum()
-    if not total > 0:
+    positive = np.flatnonzero(weights > 0)
+    if not len(positive):
         raise ValueError("no candidate ray has a positive sampling weight")
-    p = weights / total
-    replace = int(np.count_nonzero(weights)) < num_rays
-    return rng.choice(len(weights), size=num_rays, replace=replace, p=p)
+    clocks = rng.exponential(size=len(positive)) / weights[positive]
+    accepted: list[np.ndarray] = []
+    found = visited = 0
+    while found < num_rays and visited < len(positive):
+        # Visit enough candidates for the missing rays at the acceptance rate seen so far.
+        rate = found / visited if visited else 1.0
+        wanted = int(np.ceil(1.5 * (num_rays - found) / max(rate, 0.01))) + 16
+        stop = min(len(positive), visited + wanted)
+        if stop < len(positive):
+            first = np.argpartition(clocks, stop - 1)[:stop]
+        else:
+            first = np.arange(len(positive))
+        visit = first[np.argsort(clocks[first], kind="stable")][visited:stop]
+        candidates = positive[visit]
+        accepted.append(candidates[reachable(candidates)])
+        found += len(accepted[-1])
+        visited = stop
+    chosen = np.concatenate(accepted)
+    if not len(chosen):
+        raise ValueError("no candidate ray with a positive sampling weight reaches the grid")
+    if len(chosen) >= num_rays:
+        return chosen[:num_rays]
+    p = weights[chosen] / weights[chosen].sum()
+    extra = rng.choice(chosen, size=num_rays - len(chosen), replace=True, p=p)
+    return np.concatenate([chosen, extra])

@@ -1,9 +1,12 @@
 """Render targets of a sample: rays in the key-ego frame with depth and class targets.
 
 Target pixels come from the configured sources for the current keyframe and, optionally, for
-its +-k neighbouring keyframes; each pixel becomes a ray from its camera (at that camera's own
-timestamp and ego pose) expressed in the current key-ego frame with the BEV augmentation
-applied. A fixed number of rays is then drawn by weighted ray sampling.
+its +-k neighbouring keyframes; each pixel stands for a ray from its camera (at that camera's
+own timestamp and ego pose) expressed in the current key-ego frame with the BEV augmentation
+applied. A fixed number of rays is drawn by weighted ray sampling among the pixels whose
+target lies inside the grid; ray geometry is computed only for the pixels drawn, so dense
+targets (every pixel of every image) cost little more than sparse ones. Class-balance weights
+count the classes of all candidate pixels.
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ import numpy as np
 from renderlss.data.classes import ClassesConfig, learning_map_table
 from renderlss.data.config import TargetConfig
 from renderlss.data.infos import info_pose
-from renderlss.data.ray_sampling import class_balance_weights, draw_rays, ray_weights
+from renderlss.data.ray_sampling import (
+    class_balance_weights,
+    draw_reachable_rays,
+    ray_weights,
+)
 from renderlss.geometry import compose, invert_pose, unproject_pixels
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.labels.dense_depth import DenseDepthTargetSource
@@ -109,31 +116,64 @@ def neighbour_infos(info: dict, lookup: Callable[[str], dict | None], k: int) ->
     return found
 
 
-def candidate_rays(
-    targets: dict[str, PixelTargets], frame_info: dict, key_info: dict, bev_aug: np.ndarray
+def candidate_pixels(
+    frames: list[tuple[dict, bool, dict[str, PixelTargets]]],
+) -> tuple[dict[str, np.ndarray], list[tuple[dict, str]]]:
+    """Every target pixel of every frame and camera in one table, without ray geometry.
+
+    Returns:
+        pixels: uv [M, 2], depth [M], semantics [M], confidence [M], adjacent [M] bool and
+            view [M] int64, the pixel's index into ``views``;
+        views: (frame info, camera name) per view.
+    """
+    views, parts = [], []
+    for frame_info, adjacent, targets in frames:
+        for cam, tgt in targets.items():
+            if not len(tgt):
+                continue
+            parts.append(
+                dict(
+                    uv=tgt.uv,
+                    depth=tgt.depth,
+                    semantics=tgt.semantics,
+                    confidence=tgt.confidence,
+                    adjacent=np.full(len(tgt), adjacent),
+                    view=np.full(len(tgt), len(views), dtype=np.int64),
+                )
+            )
+            views.append((frame_info, cam))
+    if not parts:
+        return {}, views
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}, views
+
+
+def pixel_ray_geometry(
+    pixels: dict[str, np.ndarray],
+    index: np.ndarray,
+    views: list[tuple[dict, str]],
+    key_info: dict,
+    bev_aug: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """Rays of every target pixel of one keyframe, in the (augmented) key-ego frame."""
-    parts = []
-    for cam, tgt in targets.items():
-        if not len(tgt):
-            continue
+    """Rays of the pixels ``index`` [K], each from its camera at that camera's own timestamp
+    and ego pose, in the (augmented) key-ego frame.
+
+    Returns:
+        origins [K, 3], dirs [K, 3], z_per_t [K] (see :func:`pixel_rays`) and depth [K].
+    """
+    origins = np.empty((len(index), 3), dtype=np.float32)
+    dirs = np.empty((len(index), 3), dtype=np.float32)
+    z_per_t = np.empty(len(index), dtype=np.float32)
+    view_of = pixels["view"][index]
+    for view in np.unique(view_of):
+        rows = np.flatnonzero(view_of == view)
+        frame_info, cam = views[view]
         cam_info = frame_info["cams"][cam]
         cam2key = bev_aug @ camera_to_key_ego(cam_info, key_info)
         intrinsic = np.asarray(cam_info["cam_intrinsic"], dtype=np.float64)
-        origins, dirs, z_per_t = pixel_rays(tgt.uv, intrinsic, cam2key)
-        parts.append(
-            dict(
-                origins=origins,
-                dirs=dirs,
-                z_per_t=z_per_t,
-                depth=tgt.depth,
-                semantics=tgt.semantics,
-                confidence=tgt.confidence,
-            )
+        origins[rows], dirs[rows], z_per_t[rows] = pixel_rays(
+            pixels["uv"][index[rows]], intrinsic, cam2key
         )
-    if not parts:
-        return {}
-    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    return dict(origins=origins, dirs=dirs, z_per_t=z_per_t, depth=pixels["depth"][index])
 
 
 def inside_grid(rays: dict[str, np.ndarray], grid: VoxelGrid) -> np.ndarray:
@@ -188,33 +228,35 @@ def build_ray_targets(
         none), confidence [R], adjacent [R] bool.
     """
     key_info = frames[0][0]
-    parts = []
-    for frame_info, adjacent, targets in frames:
-        rays = candidate_rays(targets, frame_info, key_info, bev_aug)
-        if rays:
-            rays["adjacent"] = np.full(len(rays["depth"]), adjacent)
-            parts.append(rays)
-    if not parts:
+    pixels, views = candidate_pixels(frames)
+    if not pixels:
         raise ValueError(f"sample {key_info['token']}: no render targets in any camera")
-    rays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    reachable = inside_grid(rays, grid)
-    rays = {key: value[reachable] for key, value in rays.items()}
     num_cls = len(classes.occ_class_names)
     class_w = class_balance_weights(
-        rays["semantics"], num_cls + 1, config.class_balance_alpha, classes.ignore_index
+        pixels["semantics"], num_cls + 1, config.class_balance_alpha, classes.ignore_index
     )
     dynamic = np.zeros(num_cls + 1, dtype=bool)
     dynamic[[classes.occ_class_names.index(n) for n in classes.dynamic_class_names]] = True
     weights = ray_weights(
-        rays["semantics"],
-        rays["adjacent"],
+        pixels["semantics"],
+        pixels["adjacent"],
         class_w,
         dynamic,
         config.adjacent_weight,
         classes.ignore_index,
     )
-    chosen = draw_rays(weights, config.num_rays, rng)
-    return {key: value[chosen] for key, value in rays.items()}
+
+    def reachable(index: np.ndarray) -> np.ndarray:
+        return inside_grid(pixel_ray_geometry(pixels, index, views, key_info, bev_aug), grid)
+
+    try:
+        chosen = draw_reachable_rays(weights, config.num_rays, reachable, rng)
+    except ValueError as error:
+        raise ValueError(f"sample {key_info['token']}: {error}") from error
+    rays = pixel_ray_geometry(pixels, chosen, views, key_info, bev_aug)
+    for key in ("semantics", "confidence", "adjacent"):
+        rays[key] = pixels[key][chosen]
+    return rays
 
 
 def sparse_depth_image(
