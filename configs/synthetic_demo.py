@@ -30,6 +30,9 @@ model = dict(
     head=dict(hidden_channels=32),
     # RenderOcc's "2D + 3D" setting: the Occ3D loss (inside the camera mask) leads and the
     # rendering losses help at a small weight (at weight 1 they hurt once 3D labels exist).
+    # The LiDAR depth loss on the depth distribution at full weight: a network trained from
+    # scratch for minutes needs it to place features along the rays (at 0.05 the demo
+    # stayed below the column-majority baseline after 300 steps; docs/demo.md).
     # Class weights from tools/class_frequencies.py (the demo writes both files first).
     loss=dict(
         class_counts=f"{_data_root}/infos/class_counts.json",
@@ -37,7 +40,7 @@ model = dict(
         occ3d_class_counts=f"{_data_root}/infos/voxel_class_counts.json",
         depth_weight=0.1,
         semantic_weight=0.1,
-        lss_depth_weight=0.05,
+        lss_depth_weight=1.0,
     ),
 )
 
@@ -48,10 +51,11 @@ eval = dict(occupancy_rule="logits")
 
 train = dict(
     work_dir="work_dirs/synthetic_demo",
-    max_steps=300,
-    lr=1e-3,
+    max_steps=500,
+    lr=2e-3,
     warmup_steps=50,
     log_interval=10,
     checkpoint_interval=100,
+    eval_interval=250,  # validation metrics in TensorBoard and on the console
     image_interval=100,  # picture panels of the first validation sample in TensorBoard
 )
