@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from renderlss.data.ray_sampling import class_balance_weights, draw_reachable_rays, ray_weights
+from renderlss.data.ray_sampling import (
+    class_balance_weights,
+    draw_reachable_rays,
+    ray_weights,
+    unlabelled_quota,
+)
 
 IGNORE = 255
 
@@ -79,3 +84,26 @@ def test_draw_refuses_all_zero_and_all_unreachable():
         draw_reachable_rays(np.zeros(4), 2, everything, np.random.default_rng(0))
     with pytest.raises(ValueError, match="reaches"):
         draw_reachable_rays(np.ones(4), 2, nothing, np.random.default_rng(0))
+
+
+def test_unlabelled_quota_by_hand():
+    labelled = np.array([False, True, False, False, True, False])
+    admit = unlabelled_quota(labelled, quota=2)
+    # chunk 1 in draw order: candidates 0 (unlabelled), 1, 2 (unlabelled, but not ok)
+    np.testing.assert_array_equal(
+        admit(np.array([0, 1, 2]), np.array([True, True, False])), [True, True, False]
+    )
+    # chunk 2: one unlabelled place left, taken by 3; 5 is refused, 4 is labelled
+    np.testing.assert_array_equal(
+        admit(np.array([3, 5, 4]), np.array([True, True, True])), [True, False, True]
+    )
+
+
+def test_draw_with_a_quota_fills_the_rest_with_labelled_rays():
+    labelled = np.arange(1000) < 100  # 100 labelled among 1000 candidates
+    admit = unlabelled_quota(labelled, quota=50)
+    idx = draw_reachable_rays(
+        np.ones(1000), 150, lambda index: admit(index, everything(index)), np.random.default_rng(3)
+    )
+    assert len(set(idx.tolist())) == 150
+    assert labelled[idx].sum() == 100 and (~labelled[idx]).sum() == 50

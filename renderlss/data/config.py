@@ -86,6 +86,9 @@ class TargetConfig:
     adjacent_keyframes: int = 0  # k: also use rays of the +-k neighbouring keyframes
     adjacent_weight: float = 0.3  # sampling weight of adjacent-frame rays
     class_balance_alpha: float = 0.005  # w_c = exp(alpha * (max N / N_c - 1))
+    # At most this share of a sample's rays may lack a class (dense depth pixels), so that
+    # they cannot crowd out the class targets; 1 = no limit.
+    max_unlabelled_share: float = 0.5
     min_depth: float = 0.5  # camera-z metres; nearer targets are dropped
     # Ego-vehicle body in the ego frame (x0, y0, z0, x1, y1, z1); LiDAR returns inside it
     # are dropped. The default covers a nuScenes-sized car with the rear axle at the origin.
@@ -108,6 +111,8 @@ class TargetConfig:
             raise ValueError(f"{where}.source_weights: {sorted(unknown)} are not in sources")
         if self.sam_labels_stride < 1:
             raise ValueError(f"{where}.sam_labels_stride: must be >= 1")
+        if not 0.0 <= self.max_unlabelled_share <= 1.0:
+            raise ValueError(f"{where}.max_unlabelled_share: must be in [0, 1]")
         if self.num_rays <= 0 or self.adjacent_keyframes < 0:
             raise ValueError(f"{where}: num_rays must be > 0 and adjacent_keyframes >= 0")
 

@@ -58,6 +58,35 @@ def ray_weights(
     return np.where(moving, 0.0, weights)
 
 
+def unlabelled_quota(
+    labelled: np.ndarray, quota: int
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """An acceptance rule for candidates visited in draw order (see
+    :func:`draw_reachable_rays`): labelled candidates always pass, unlabelled ones only until
+    ``quota`` of them have passed.
+
+    Dense depth gives a depth target at nearly every pixel but no class; drawn by weight
+    alone, such rays would crowd the class targets out of a sample. A LiDAR sweep, with few
+    unlabelled points, never reaches the quota and is drawn as before.
+
+    Args:
+        labelled: [M] bool, the candidate has a class; quota: most unlabelled rays to accept.
+    Returns:
+        ``admit(index [K], ok [K] bool) -> [K] bool`` for successive chunks of candidates in
+        draw order, ``ok`` being their other acceptance test (e.g. inside the grid).
+    """
+    remaining = quota
+
+    def admit(index: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        nonlocal remaining
+        unlabelled = ok & ~labelled[index]
+        allowed = unlabelled & (np.cumsum(unlabelled) <= remaining)
+        remaining -= int(allowed.sum())
+        return (ok & labelled[index]) | allowed
+
+    return admit
+
+
 def draw_reachable_rays(
     weights: np.ndarray,
     num_rays: int,

@@ -23,6 +23,7 @@ from renderlss.data.ray_sampling import (
     class_balance_weights,
     draw_reachable_rays,
     ray_weights,
+    unlabelled_quota,
 )
 from renderlss.geometry import compose, invert_pose, unproject_pixels
 from renderlss.geometry.grid import VoxelGrid
@@ -245,9 +246,14 @@ def build_ray_targets(
         config.adjacent_weight,
         classes.ignore_index,
     )
+    admit = unlabelled_quota(
+        pixels["semantics"] != classes.ignore_index,
+        int(config.max_unlabelled_share * config.num_rays),
+    )
 
     def reachable(index: np.ndarray) -> np.ndarray:
-        return inside_grid(pixel_ray_geometry(pixels, index, views, key_info, bev_aug), grid)
+        rays = pixel_ray_geometry(pixels, index, views, key_info, bev_aug)
+        return admit(index, inside_grid(rays, grid))
 
     try:
         chosen = draw_reachable_rays(weights, config.num_rays, reachable, rng)
