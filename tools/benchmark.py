@@ -323,6 +323,10 @@ def case_memory(steps: int, workers: int) -> dict:
                 "model.loss.occ3d_weight=0.0",
                 "model.loss.occ3d_class_counts=''",
                 "train.log_interval=1000000",
+                # Self-contained: no validation on the demo config's dataset.
+                "data.val_infos=''",
+                "train.eval_interval=0",
+                "train.image_interval=0",
             ],
         )
         result = train(config, log=lambda line: None)
