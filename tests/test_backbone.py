@@ -154,7 +154,7 @@ def test_frozen_bn_stats_unchanged_in_train_mode():
     # Batch-independent: a sample's features do not depend on its batch mates.
     alone = model(images[:1])[-1]
     together = model(images)[-1][:1]
-    torch.testing.assert_close(alone, together, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(alone, together, rtol=1e-4, atol=1e-4)
 
 
 def test_unfrozen_bn_updates_stats():
