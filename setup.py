@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "pyquaternion>=0.9.9",
     "opencv-python-headless>=4.8",
     "pillow>=9",
+    "scipy>=1.10",
     "tqdm>=4.60",
     "tensorboard>=2.14",
 ]

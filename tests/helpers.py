@@ -17,8 +17,8 @@ import torch
 import torch.multiprocessing as mp
 
 from renderlss.configuration import to_dict
-from renderlss.experiment import ExperimentConfig
-from renderlss.models.build import build_model
+from renderlss.engine.build import build_model
+from renderlss.engine.experiment import ExperimentConfig
 from renderlss.train.checkpoint import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ from renderlss.configuration import ConfigError, from_dict
 from renderlss.models.backbone import ResNet, build_backbone
 from renderlss.models.config import BackboneConfig, NeckConfig
 from renderlss.models.neck import FusionNeck, build_neck
-from renderlss.models.weights import CheckpointError, load_backbone_weights
+from renderlss.models.weights import WeightsFileError, load_backbone_weights
 
 
 def torchvision_state_shapes(depth: int) -> dict[str, tuple[int, ...]]:
@@ -236,7 +236,7 @@ def test_load_reports_missing_and_unexpected(tmp_path, torchvision_resnet18):
     state["layer5.0.conv1.weight"] = torch.zeros(1)
     path = tmp_path / "partial.pth"
     torch.save(state, path)
-    with pytest.raises(CheckpointError, match=r"partial\.pth.*layer2\.1\.conv2\.weight"):
+    with pytest.raises(WeightsFileError, match=r"partial\.pth.*layer2\.1\.conv2\.weight"):
         load_backbone_weights(ResNet(18), path)
     report = load_backbone_weights(ResNet(18), path, strict=False)
     assert report.missing == ["layer2.1.conv2.weight"]
@@ -246,11 +246,11 @@ def test_load_reports_missing_and_unexpected(tmp_path, torchvision_resnet18):
 def test_load_rejects_wrong_depth_and_foreign_files(tmp_path, torchvision_resnet18):
     path = tmp_path / "resnet18.pth"
     torch.save(torchvision_resnet18, path)
-    with pytest.raises(CheckpointError, match=r"resnet18\.pth: layer1\.0\.conv1\.weight"):
+    with pytest.raises(WeightsFileError, match=r"resnet18\.pth: layer1\.0\.conv1\.weight"):
         load_backbone_weights(ResNet(50), path)
     other = tmp_path / "other.pth"
     torch.save({"encoder.weight": torch.zeros(3)}, other)
-    with pytest.raises(CheckpointError, match="none of its 1 keys"):
+    with pytest.raises(WeightsFileError, match="none of its 1 keys"):
         load_backbone_weights(ResNet(18), other)
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_backbone_weights(ResNet(18), tmp_path / "missing.pth")
@@ -283,7 +283,7 @@ def test_neck_fuses_both_inputs():
 def test_untrusted_pickle_is_refused_unless_trusted(tmp_path, torchvision_resnet18):
     path = tmp_path / "with_meta.pth"
     torch.save({"state_dict": torchvision_resnet18, "meta": {"anchor": np.zeros(3)}}, path)
-    with pytest.raises(CheckpointError, match=r"with_meta\.pth.*trusted=True"):
+    with pytest.raises(WeightsFileError, match=r"with_meta\.pth.*trusted=True"):
         load_backbone_weights(ResNet(18), path)
     model = ResNet(18)
     load_backbone_weights(model, path, trusted=True)

@@ -15,8 +15,9 @@ from renderlss.configuration import ConfigError, from_dict
 from renderlss.data.collate import collate
 from renderlss.data.config import DataConfig, ImageAugConfig
 from renderlss.data.dataset import OccDataset, PackedRecords
-from renderlss.data.infos import create_infos, load_infos
+from renderlss.data.info_builder import create_infos
 from renderlss.geometry.grid import VoxelGrid
+from renderlss.records.infos import load_infos
 
 VERSION = "v1.0-fixture"
 GRID = VoxelGrid((-4.0, -4.0, -1.0, 4.0, 4.0, 1.4), (0.4, 0.4, 0.4))  # 20 x 20 x 6
@@ -239,7 +240,7 @@ def test_config_schema():
             input_size=[128, 352],
             image_aug=dict(rotate_range=[-1, 1]),
             grid=dict(point_cloud_range=[-4, -4, -1, 4, 4, 1.4], voxel_size=[0.4, 0.4, 0.4]),
-            classes=dict(occ_class_names=["a", "b"], free_index=2),
+            classes=dict(occ_class_names=["a", "b"]),
         ),
         "data",
     )

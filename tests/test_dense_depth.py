@@ -13,22 +13,23 @@ import numpy as np
 import pytest
 
 from renderlss.data.classes import load_classes
-from renderlss.data.infos import create_infos, load_infos
+from renderlss.data.info_builder import create_infos
 from renderlss.geometry import pose_matrix, yaw_to_quaternion
-from renderlss.labels.artifacts import output_path, parse_shard, shard_indices
+from renderlss.labels.artifacts import parse_shard, shard_indices
 from renderlss.labels.box_motion import BoxTrack, box_at, interpolate_angle, to_box_frame
-from renderlss.labels.dense_depth import (
-    DenseDepthTargetSource,
-    build_dense_depth,
-    dense_depth_config,
-    dense_depth_targets,
-    load_dense_depth,
-    save_dense_depth,
-)
+from renderlss.labels.dense_depth import build_dense_depth, dense_depth_config
 from renderlss.labels.depth_accumulation import LidarFrame, accumulate_frames
 from renderlss.labels.depth_completion import complete_depth
 from renderlss.labels.depth_quality import evaluate_against_oracle
 from renderlss.labels.visibility import hidden_points, nearest_in_quadrants
+from renderlss.records.files import output_path
+from renderlss.records.infos import load_infos
+from renderlss.targets.dense_depth_files import (
+    DenseDepthTargetSource,
+    dense_depth_targets,
+    load_dense_depth,
+    save_dense_depth,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SECOND = 1_000_000  # microseconds

@@ -30,27 +30,20 @@ from torch import nn
 
 from renderlss.configuration import ConfigError
 from renderlss.data.classes import ClassesConfig
-from renderlss.data.infos import create_infos
+from renderlss.data.info_builder import create_infos
+from renderlss.engine.build import load_trained_model
+from renderlss.engine.evaluation import eval_dataset, evaluate, fit_baselines, sweep_thresholds
+from renderlss.engine.experiment import load_experiment
+from renderlss.engine.full_image import StridedGrid, rasterise_targets
+from renderlss.eval.baselines import AllFreeBaseline, ColumnMajorityBaseline
 from renderlss.eval.config import EvalConfig
-from renderlss.eval.full_image import StridedGrid, rasterise_targets
 from renderlss.eval.ray_iou import RayIoUConfig
-from renderlss.eval.runner import (
-    AllFreeBaseline,
-    ColumnMajorityBaseline,
-    eval_dataset,
-    evaluate,
-    fit_baselines,
-    load_configs,
-    load_trained_model,
-    sweep_thresholds,
-)
-from renderlss.experiment import load_experiment
 from renderlss.geometry.grid import VoxelGrid
-from renderlss.labels.pixel_targets import PixelTargets
 from renderlss.ops.config import RenderConfig
 from renderlss.ops.rays import Rays
 from renderlss.ops.render import RenderOutput, render_rays
 from renderlss.synthetic import generate_dataset, synthetic_config
+from renderlss.targets.pixel_targets import PixelTargets
 from renderlss.train.checkpoint import CheckpointError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -257,7 +250,7 @@ def test_rasterise_targets_keeps_the_nearest_point_per_block():
 
 def test_column_majority_baseline_by_hand():
     grid = VoxelGrid((0, 0, 0, 2, 1, 3), (1, 1, 1))
-    classes = ClassesConfig(occ_class_names=["a", "b"], free_index=2, ignore_index=255)
+    classes = ClassesConfig(occ_class_names=["a", "b"], ignore_index=255)
     # [x, y=0, z] columns per frame; 2 = free, 255 = ignore.
     frames = [
         np.array([[[0, 2, 2]], [[1, 1, 2]]]),
@@ -361,13 +354,13 @@ def test_two_processes_report_the_numbers_of_one(tiny_root, tmp_path):
 
 
 def test_eval_overrides_and_unknown_keys():
-    config, eval_config = load_configs(DEMO_CONFIG, ["eval.image_stride=8", "data.workers=0"])
-    assert eval_config.image_stride == 8 and config.data.workers == 0
-    assert eval_config.subset_exclude == ["others", "other_flat"]
+    config = load_experiment(DEMO_CONFIG, ["eval.image_stride=8", "data.workers=0"])
+    assert config.eval.image_stride == 8 and config.data.workers == 0
+    assert config.eval.subset_exclude == ["others", "other_flat"]
     with pytest.raises(ConfigError, match="did you mean 'eval.image_stride'"):
-        load_configs(DEMO_CONFIG, ["eval.image_strid=8"])
+        load_experiment(DEMO_CONFIG, ["eval.image_strid=8"])
     with pytest.raises(ConfigError, match="min_depth"):
-        load_configs(DEMO_CONFIG, ["eval.min_depth=0.0"])
+        load_experiment(DEMO_CONFIG, ["eval.min_depth=0.0"])
 
 
 def test_test_tool_and_threshold_tool(tiny_root, tmp_path, capsys):

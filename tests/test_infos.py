@@ -22,14 +22,10 @@ from nuscenes_fixture import (
 )
 from pyquaternion import Quaternion
 
-from renderlss.data.infos import (
-    MissingFileError,
-    create_infos,
-    load_infos,
-    save_infos,
-)
+from renderlss.data.info_builder import MissingFileError, create_infos
 from renderlss.data.splits import fraction_split, split_scenes
 from renderlss.io import atomic_save_npz, atomic_save_pickle, atomic_write_text
+from renderlss.records.infos import load_infos, save_infos
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import create_data  # noqa: E402

@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 
-from renderlss.geometry import pose_matrix, transform_points, yaw_to_quaternion
-from renderlss.labels.lidar_projection import (
+from renderlss.geometry import nearest_per_pixel, pose_matrix, transform_points, yaw_to_quaternion
+from renderlss.targets.lidar import (
     lidar_to_camera,
     load_lidar_points,
-    nearest_per_pixel,
     outside_box,
     project_lidar_targets,
 )

@@ -10,9 +10,9 @@ from renderlss.configuration import from_dict, to_dict
 from renderlss.data.classes import load_classes
 from renderlss.data.collate import collate
 from renderlss.data.dataset import OccDataset
-from renderlss.data.infos import create_infos
-from renderlss.experiment import ExperimentConfig
-from renderlss.models.build import build_model
+from renderlss.data.info_builder import create_infos
+from renderlss.engine.build import build_model
+from renderlss.engine.experiment import ExperimentConfig
 from renderlss.models.objective import loss_terms
 from renderlss.models.occupancy_net import predict_occupancy
 

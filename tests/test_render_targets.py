@@ -15,11 +15,11 @@ from nuscenes_fixture import (
 from renderlss.data.classes import learning_map_table, load_classes
 from renderlss.data.config import DataConfig, TargetConfig
 from renderlss.data.dataset import OccDataset
-from renderlss.data.infos import create_infos
-from renderlss.data.render_targets import neighbour_infos, sparse_depth_image
+from renderlss.data.info_builder import create_infos
+from renderlss.data.render_targets import input_depth_image, neighbour_infos
 from renderlss.geometry import pose_matrix, transform_points, yaw_to_quaternion
 from renderlss.geometry.grid import VoxelGrid
-from renderlss.labels.pixel_targets import PixelTargets
+from renderlss.targets.pixel_targets import PixelTargets
 
 CLASSES = load_classes("configs/_base_/occ3d_nuscenes.py")
 GRID = VoxelGrid((-20.0, -20.0, -3.0, 20.0, 20.0, 3.0), (0.5, 0.5, 0.5))
@@ -89,7 +89,7 @@ def test_unknown_source_is_rejected():
         TargetConfig(sources=["sam"]).validate("data.targets")
 
 
-def test_sparse_depth_image_by_hand():
+def test_input_depth_image_by_hand():
     targets = PixelTargets(
         uv=np.array([[4.5, 3.5], [4.9, 3.1], [30.0, 1.0], [1.5, 1.5]]),
         depth=np.array([2.0, 1.0, 5.0, 0.0], dtype=np.float32),
@@ -97,7 +97,7 @@ def test_sparse_depth_image_by_hand():
         confidence=np.ones(4, dtype=np.float32),
     )
     half = np.diag([0.5, 0.5, 1.0])
-    image = sparse_depth_image(targets, half, (4, 6))
+    image = input_depth_image(targets, half, (4, 6))
     expected = np.zeros((4, 6), dtype=np.float32)
     expected[1, 2] = 1.0  # the nearer of the two points in pixel (row 1, col 2); the third
     np.testing.assert_array_equal(image, expected)  # falls outside, the fourth has no depth

@@ -12,8 +12,8 @@ import torch
 
 from renderlss.data.classes import learning_map_table, load_classes
 from renderlss.data.config import TargetConfig
-from renderlss.data.infos import create_infos, load_infos
-from renderlss.labels.artifacts import output_path
+from renderlss.data.info_builder import create_infos
+from renderlss.eval.label_quality import accumulate_confusion, quality_metrics
 from renderlss.labels.mask_sources import (
     FileMaskSource,
     SamMaskSource,
@@ -25,19 +25,18 @@ from renderlss.labels.mask_sources import (
     read_sam_checkpoint,
 )
 from renderlss.labels.mask_voting import vote_labels
-from renderlss.labels.pixel_targets import PixelTargets
-from renderlss.labels.semantic_labels import (
-    LabelSettings,
+from renderlss.labels.semantic_labels import Labeller, LabelSettings, build_semantic_labels
+from renderlss.records.files import output_path
+from renderlss.records.infos import load_infos
+from renderlss.targets.pixel_targets import PixelTargets
+from renderlss.targets.semantic_label_files import (
     SemanticLabels,
     SemanticLabelSource,
-    accumulate_confusion,
-    build_semantic_labels,
     load_semantic_labels,
-    quality_metrics,
     save_semantic_labels,
     semantic_label_targets,
 )
-from renderlss.labels.sources import LidarTargetSource
+from renderlss.targets.sources import LidarTargetSource
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
@@ -251,7 +250,7 @@ def test_superpixel_source_reads_and_checks_the_image(synthetic_root):
     assert segments.shape == (90, 160) and segments.min() >= 0
     with pytest.raises(ValueError, match="does not match the image size 100x90"):
         SuperpixelMaskSource()("CAM_FRONT", image, (90, 100))
-    with pytest.raises(ValueError, match="missing or not a readable image"):
+    with pytest.raises(FileNotFoundError, match="none.jpg: image file missing"):
         SuperpixelMaskSource()("CAM_FRONT", synthetic_root / "none.jpg", (90, 160))
 
 
@@ -421,19 +420,16 @@ def test_label_source_feeds_class_targets(slic_labels, synthetic_infos):
 
 
 def build(infos, root, out, mask_source=None, settings=None, shard=(0, 1)):
-    return build_semantic_labels(
-        infos,
-        root,
-        out,
-        ["CAM_FRONT", "CAM_BACK"],
+    labeller = Labeller(
         mask_source or SuperpixelMaskSource(num_superpixels=150),
         lidar_source(root),
         {},
         CLASSES.occ_class_names,
         IGNORE,
         settings or LabelSettings(),
-        shard=shard,
-        show_progress=False,
+    )
+    return build_semantic_labels(
+        infos, root, out, ["CAM_FRONT", "CAM_BACK"], labeller, shard=shard, show_progress=False
     )
 
 

@@ -15,9 +15,9 @@ import torch.multiprocessing as mp
 from helpers import RENDERED_LOSS_ONLY_OVERRIDES, free_port, set_torchrun_environment
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from renderlss.data.infos import create_infos
-from renderlss.experiment import load_experiment
-from renderlss.train.trainer import train
+from renderlss.data.info_builder import create_infos
+from renderlss.engine.experiment import load_experiment
+from renderlss.engine.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 # A very small network on coarse inputs: these tests are about the loop, not the model.

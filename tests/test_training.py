@@ -8,10 +8,10 @@ from helpers import RENDERED_LOSS_ONLY_OVERRIDES
 
 from renderlss.data.collate import collate
 from renderlss.data.dataset import OccDataset
-from renderlss.data.infos import create_infos
-from renderlss.experiment import load_experiment
-from renderlss.models.build import build_model
-from renderlss.train.trainer import train
+from renderlss.data.info_builder import create_infos
+from renderlss.engine.build import build_model
+from renderlss.engine.experiment import load_experiment
+from renderlss.engine.trainer import train
 
 # A test-sized version of the demo: small images, a coarse grid, few rays.
 TEST_OVERRIDES = [

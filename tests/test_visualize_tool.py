@@ -11,10 +11,11 @@ from helpers import TINY_NETWORK_OVERRIDES, load_tool, save_untrained_checkpoint
 from PIL import Image
 
 from renderlss.data.collate import collate
-from renderlss.data.infos import create_infos
+from renderlss.data.info_builder import create_infos
+from renderlss.engine.build import load_trained_model
+from renderlss.engine.evaluation import eval_dataset
+from renderlss.engine.experiment import load_experiment
 from renderlss.eval.metrics import occ3d_eval_mask
-from renderlss.eval.runner import eval_dataset, load_trained_model
-from renderlss.experiment import load_experiment
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.models.occupancy_net import predict_occupancy
 from renderlss.vis.occupancy_views import bev_view

@@ -91,7 +91,7 @@ def run_isolated(case: str, **kwargs) -> dict:
 
 
 def load_scale(scale: str):
-    from renderlss.experiment import load_experiment
+    from renderlss.engine.experiment import load_experiment
 
     return load_experiment(SCALE_CONFIGS[scale])
 
@@ -147,6 +147,7 @@ def random_field(config, device: torch.device, classes: int) -> tuple[torch.Tens
 
 
 def case_splat(scale: str, variant: str, device: str, repeats: int) -> dict:
+    from renderlss.models.depth_bins import bin_centers
     from renderlss.ops.frustum import frustum_points
     from renderlss.ops.reference import splat_cumsum_reference
     from renderlss.ops.splat import splat, splat_depth_context
@@ -157,7 +158,7 @@ def case_splat(scale: str, variant: str, device: str, repeats: int) -> dict:
     n, d, h, w = feature_shape(config)
     c = config.model.depth.context_channels
     cams = rig_batch(config, dev)
-    centers = torch.linspace(config.model.depth.bins.d_min, config.model.depth.bins.d_max, d)
+    centers = bin_centers(config.model.depth.bins)
     points = frustum_points(
         centers.to(dev),
         (h, w),
@@ -222,7 +223,7 @@ def case_render(scale: str, variant: str, device: str, repeats: int, train: bool
 
 
 def case_model(scale: str, device: str, repeats: int) -> dict:
-    from renderlss.models.build import build_model
+    from renderlss.engine.build import build_model
     from renderlss.models.objective import loss_terms
 
     dev = torch.device(device)
@@ -234,17 +235,18 @@ def case_model(scale: str, device: str, repeats: int) -> dict:
     batch["img"] = torch.randn(1, n, 3, h, w, device=dev)
     rays = random_rays(config, config.data.targets.num_rays, dev)
     r = config.data.targets.num_rays
+    classes = config.data.classes
     image_depth = torch.zeros(1, n, h, w, device=dev)
     image_depth[..., ::7, ::5] = torch.rand_like(image_depth[..., ::7, ::5]) * 40 + 2
     rays.update(
         depth=torch.rand(1, r, device=dev) * 30 + 2,
-        semantics=torch.randint(0, 17, (1, r), device=dev, dtype=torch.uint8),
+        semantics=torch.randint(0, classes.free_index, (1, r), device=dev, dtype=torch.uint8),
         confidence=torch.ones(1, r, device=dev),
         image_depth=image_depth,
     )
     batch["targets"] = rays
     x, y, z = config.data.grid.shape
-    batch["voxel_semantics"] = torch.randint(0, 18, (1, x, y, z), device=dev)
+    batch["voxel_semantics"] = torch.randint(0, classes.num_classes, (1, x, y, z), device=dev)
     batch["mask_camera"] = torch.rand(1, x, y, z, device=dev) < 0.3
 
     def step():
@@ -274,9 +276,9 @@ def case_synthetic(width: int, height: int) -> dict:
 
 def case_data(dataroot: str, infos: str, workers: int, samples: int) -> dict:
     from renderlss.data.dataset import OccDataset
-    from renderlss.experiment import load_experiment
+    from renderlss.engine.experiment import load_experiment
+    from renderlss.engine.trainer import make_loader
     from renderlss.train.sampler import EpochSampler
-    from renderlss.train.trainer import make_loader
 
     config = load_experiment(
         SCALE_CONFIGS["demo"], [f"data.dataroot={dataroot!r}", "data.load_occ=True"]
@@ -297,11 +299,11 @@ def case_data(dataroot: str, infos: str, workers: int, samples: int) -> dict:
 
 def case_memory(steps: int, workers: int) -> dict:
     """Resident memory of a CPU training run of a small demo-like config over many steps."""
-    from renderlss.data.infos import create_infos
-    from renderlss.experiment import load_experiment
+    from renderlss.data.info_builder import create_infos
+    from renderlss.engine.experiment import load_experiment
+    from renderlss.engine.trainer import train
     from renderlss.synthetic.config import SyntheticConfig
     from renderlss.synthetic.generate import generate_dataset
-    from renderlss.train.trainer import train
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synthetic"
@@ -420,7 +422,7 @@ def section_synthetic(args) -> list[dict]:
 
 
 def section_data(args) -> list[dict]:
-    from renderlss.data.infos import create_infos
+    from renderlss.data.info_builder import create_infos
     from renderlss.synthetic.config import SyntheticConfig
     from renderlss.synthetic.generate import generate_dataset
 

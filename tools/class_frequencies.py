@@ -19,10 +19,10 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from renderlss.configuration import ConfigError
 from renderlss.data.dataset import OccDataset
 from renderlss.data.render_targets import collect_frame_targets
-from renderlss.experiment import load_experiment
+from renderlss.engine.cli import STARTUP_ERRORS, add_config_arguments, startup_error
+from renderlss.engine.experiment import load_experiment
 from renderlss.io import atomic_save_json
 
 
@@ -55,10 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("config", help="experiment config file")
+    add_config_arguments(parser, "data.workers=0")
     parser.add_argument("--source", choices=["rays", "occ"], default="rays")
     parser.add_argument("--out", required=True, help="JSON file to write")
-    parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     overrides = list(args.cfg_options)
     # No augmentation and, for voxel counts, no render targets are needed.
@@ -71,9 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides += ["data.targets.sources=[]", "data.load_occ=True"]
     try:
         config = load_experiment(args.config, overrides)
-    except (ConfigError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except STARTUP_ERRORS as err:
+        return startup_error(err)
     classes = config.data.classes
     dataset = OccDataset(config.data.train_infos, config.data, train=False)
     if args.source == "rays":

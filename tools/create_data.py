@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from renderlss.data.infos import MissingFileError, create_infos  # noqa: E402
+from renderlss.data.info_builder import MissingFileError, create_infos  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

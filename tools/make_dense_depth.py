@@ -22,18 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from renderlss.configuration import ConfigError  # noqa: E402
 from renderlss.data.classes import load_classes  # noqa: E402
-from renderlss.data.infos import load_infos  # noqa: E402
 from renderlss.io import atomic_save_json  # noqa: E402
 from renderlss.labels.artifacts import parse_shard  # noqa: E402
-from renderlss.labels.dense_depth import (  # noqa: E402
-    DenseDepthConfig,
-    build_dense_depth,
-    dense_depth_config,
-)
+from renderlss.labels.dense_depth import DenseDepthConfig, build_dense_depth, dense_depth_config  # noqa: E402
 from renderlss.labels.depth_quality import (  # noqa: E402
     evaluate_against_oracle,
     format_quality_table,
 )
+from renderlss.records.infos import load_infos  # noqa: E402
 
 DEFAULTS = DenseDepthConfig()
 CLASSES_FILE = Path(__file__).resolve().parents[1] / "configs/_base_/occ3d_nuscenes.py"

@@ -26,17 +26,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from renderlss.data.classes import learning_map_table, load_classes  # noqa: E402
-from renderlss.data.config import TargetConfig  # noqa: E402
-from renderlss.data.infos import load_infos  # noqa: E402
+from renderlss.eval.label_quality import label_quality, quality_table  # noqa: E402
 from renderlss.labels.artifacts import parse_shard, shard_indices  # noqa: E402
 from renderlss.labels.mask_sources import make_mask_source  # noqa: E402
 from renderlss.labels.semantic_labels import (  # noqa: E402
+    Labeller,
     LabelSettings,
     build_semantic_labels,
-    label_quality,
-    quality_table,
 )
-from renderlss.labels.sources import LidarTargetSource  # noqa: E402
+from renderlss.records.infos import load_infos  # noqa: E402
+from renderlss.targets.lidar import DEFAULT_EGO_BOX, DEFAULT_MIN_DEPTH  # noqa: E402
+from renderlss.targets.sources import LidarTargetSource  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CLASSES = REPO / "configs" / "_base_" / "occ3d_nuscenes.py"
@@ -95,32 +95,26 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{args.infos}: no dataroot recorded; pass --dataroot")
         cameras = args.cameras or list(metadata.get("cameras", []))
         classes = load_classes(args.classes)
-        targets = TargetConfig()
-        vote_source = LidarTargetSource(
+        voters = LidarTargetSource(
             dataroot,
             learning_map_table(classes),
             classes.ignore_index,
-            targets.ego_box,
-            targets.min_depth,
+            DEFAULT_EGO_BOX,
+            DEFAULT_MIN_DEPTH,
         )
-        mask_source = make_mask_source(args.masks, device=args.device)
-        summary = build_semantic_labels(
-            infos,
-            dataroot,
-            args.out,
-            cameras,
-            mask_source,
-            vote_source,
-            dict(
-                votes=dict(
-                    source="keyframe lidarseg", ego_box=targets.ego_box, min_depth=targets.min_depth
-                )
-            ),
+        votes = dict(
+            source="keyframe lidarseg", ego_box=DEFAULT_EGO_BOX, min_depth=DEFAULT_MIN_DEPTH
+        )
+        labeller = Labeller(
+            make_mask_source(args.masks, device=args.device),
+            voters,
+            dict(votes=votes),
             classes.occ_class_names,
             classes.ignore_index,
             LabelSettings(args.min_votes, args.min_purity),
-            shard=shard,
-            show_progress=not args.no_progress,
+        )
+        summary = build_semantic_labels(
+            infos, dataroot, args.out, cameras, labeller, shard, not args.no_progress
         )
     except (ImportError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -133,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out,
             args.oracle,
             cameras,
-            vote_source,
+            voters,
             len(classes.occ_class_names),
             classes.ignore_index,
         )

@@ -17,16 +17,15 @@ import argparse
 import math
 import sys
 
-from renderlss.configuration import ConfigError
-from renderlss.eval.runner import (
+from renderlss.engine.cli import (
+    STARTUP_ERRORS,
     add_evaluation_arguments,
-    format_rows,
-    json_safe,
     setup_from_arguments,
-    sweep_thresholds,
+    startup_error,
 )
+from renderlss.engine.evaluation import sweep_thresholds
+from renderlss.eval.metrics import format_rows, json_safe, miou_key
 from renderlss.io import atomic_save_json
-from renderlss.train.checkpoint import CheckpointError
 from renderlss.train.distributed import cleanup, is_main_process
 
 # Densities per metre; geometric spacing because the useful range spans two decades.
@@ -76,9 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         setup = setup_from_arguments(args)
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except STARTUP_ERRORS as err:
+        return startup_error(err)
     results = sweep_thresholds(
         setup.model,
         setup.dataset,
@@ -90,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if is_main_process():
         rows = {f"{t:g}": r.as_dict() for t, r in zip(args.thresholds, results)}
-        main_key = f"mIoU_{len(results[0].class_names)}_classes"
-        columns = [main_key, f"mIoU_{results[0].subset_size}_classes", "geometry_IoU"]
+        main_key = miou_key(len(results[0].class_names))
+        columns = [main_key, miou_key(results[0].subset_size), "geometry_IoU"]
         print(f"mIoU per density threshold on split {args.split!r} (percent):")
         print(format_rows(rows, columns))
         best, score = best_threshold(args.thresholds, [r.miou for r in results])

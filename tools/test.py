@@ -14,18 +14,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from renderlss.configuration import ConfigError, to_dict
-from renderlss.eval.runner import (
+from renderlss.configuration import to_dict
+from renderlss.engine.cli import (
+    STARTUP_ERRORS,
     add_evaluation_arguments,
-    eval_dataset,
-    evaluate,
-    fit_baselines,
-    json_safe,
     setup_from_arguments,
     split_infos,
+    startup_error,
 )
+from renderlss.engine.evaluation import eval_dataset, evaluate, fit_baselines
+from renderlss.eval.metrics import json_safe
 from renderlss.io import atomic_save_json
-from renderlss.train.checkpoint import CheckpointError
 from renderlss.train.distributed import cleanup, is_main_process
 
 DEPTH_HEADLINES = ("depth/lidar/abs_rel", "depth/oracle/abs_rel")
@@ -59,9 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.baselines:
             train_set = eval_dataset(setup.config, split_infos(setup.config, "train"))
             baselines = fit_baselines(train_set, setup.config, setup.eval_config)
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except STARTUP_ERRORS as err:
+        return startup_error(err)
     result = evaluate(
         setup.model,
         setup.dataset,

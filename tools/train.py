@@ -18,29 +18,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from renderlss.configuration import ConfigError
-from renderlss.experiment import load_experiment
-from renderlss.train.trainer import train
+from renderlss.engine.cli import STARTUP_ERRORS, add_config_arguments, startup_error
+from renderlss.engine.experiment import load_experiment
+from renderlss.engine.trainer import train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("config", help="experiment config file (Python)")
+    add_config_arguments(parser, "train.lr=1e-3 data.batch_size=2")
     parser.add_argument("--work-dir", help="overrides train.work_dir")
     parser.add_argument(
         "--resume",
         nargs="?",
         const="auto",
         help="continue a run: a checkpoint path, or no value for the latest in the work dir",
-    )
-    parser.add_argument(
-        "--cfg-options",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. train.lr=1e-3 data.batch_size=2 (values are Python literals)",
     )
     return parser.parse_args(argv)
 
@@ -52,9 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"train.work_dir={args.work_dir!r}")
     try:
         config = load_experiment(args.config, overrides)
-    except (ConfigError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except STARTUP_ERRORS as err:
+        return startup_error(err)
     train(config, resume=args.resume)
     return 0
 

@@ -24,16 +24,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from renderlss.configuration import ConfigError
-from renderlss.eval.pictures import sample_pictures
-from renderlss.eval.runner import (
+from renderlss.engine.cli import (
+    STARTUP_ERRORS,
     add_evaluation_arguments,
-    lidar_source,
-    predicted_volumes,
     setup_from_arguments,
+    startup_error,
 )
+from renderlss.engine.evaluation import lidar_source, predicted_volumes
+from renderlss.engine.pictures import sample_pictures
 from renderlss.labels.artifacts import shard_indices
-from renderlss.train.checkpoint import CheckpointError
 from renderlss.train.distributed import cleanup, rank, world_size
 from renderlss.vis import save_png
 
@@ -73,9 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         setup = setup_from_arguments(args)
         indices = selected_indices(args, len(setup.dataset))
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except STARTUP_ERRORS as err:
+        return startup_error(err)
     bins = setup.config.model.depth.bins
     depth_range = tuple(args.depth_range or (bins.d_min, bins.d_max))
     lidar = lidar_source(setup.config, setup.dataset.dataroot)

@@ -1,7 +1,7 @@
 # Class definitions of the Occ3D-nuScenes benchmark and the nuScenes lidarseg taxonomy.
 # Data, not code: every tool and model reads classes from here through the config.
 
-# Occ3D semantic classes; index 17 is "free" and is not part of the class list.
+# Occ3D semantic classes; "free" is not part of the list: its index is the one after it (17).
 _occ_class_names = [
     "others",
     "barrier",
@@ -21,7 +21,6 @@ _occ_class_names = [
     "manmade",
     "vegetation",
 ]
-_free_index = 17
 _ignore_index = 255
 
 # nuScenes lidarseg categories, position = the `index` field of category.json.
@@ -111,7 +110,6 @@ _dynamic_class_names = [
 data = dict(
     classes=dict(
         occ_class_names=_occ_class_names,
-        free_index=_free_index,
         ignore_index=_ignore_index,
         lidarseg_category_names=_lidarseg_category_names,
         learning_map=_learning_map,

@@ -15,7 +15,6 @@ class ClassesConfig:
     """Class lists and the lidarseg learning map (see configs/_base_/occ3d_nuscenes.py)."""
 
     occ_class_names: list[str] = field(default_factory=list)
-    free_index: int = 17
     ignore_index: int = 255
     lidarseg_category_names: list[str] = field(default_factory=list)
     learning_map: dict[str, str] = field(default_factory=dict)
@@ -28,8 +27,11 @@ class ClassesConfig:
         unknown = set(self.dynamic_class_names) - set(self.occ_class_names)
         if unknown:
             raise ValueError(f"{where}.dynamic_class_names: {sorted(unknown)} are not classes")
-        if self.occ_class_names and self.free_index != len(self.occ_class_names):
-            raise ValueError(f"{where}.free_index must equal the number of classes")
+
+    @property
+    def free_index(self) -> int:
+        """The class index of free space: the one after the semantic classes."""
+        return len(self.occ_class_names)
 
     @property
     def num_classes(self) -> int:

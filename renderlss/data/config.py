@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from renderlss.data.classes import ClassesConfig
 from renderlss.geometry.grid import VoxelGrid
+from renderlss.targets.lidar import DEFAULT_EGO_BOX, DEFAULT_MIN_DEPTH
 
 NUSCENES_CAMERAS = [
     "CAM_FRONT_LEFT",
@@ -16,7 +17,7 @@ NUSCENES_CAMERAS = [
     "CAM_BACK_RIGHT",
 ]
 
-TARGET_SOURCE_NAMES = ["lidar", "dense_depth", "sam_labels"]
+TARGET_SOURCE_NAMES = ["lidar", "dense_depth", "sam_labels", "oracle"]
 
 
 def _check_range(where: str, name: str, bounds: tuple[float, float]) -> None:
@@ -75,11 +76,13 @@ class TargetConfig:
 
     # Target sources, combined as candidate rays: "lidar" (keyframe sweep + lidarseg: depth
     # and class), "dense_depth" (tools/make_dense_depth.py: depth only), "sam_labels"
-    # (tools/make_sam_labels.py: class only). Empty: samples carry no render targets.
+    # (tools/make_sam_labels.py: class only), "oracle" (the synthetic world's exact depth and
+    # class at every pixel, for diagnostics). Empty: samples carry no render targets.
     sources: list[str] = field(default_factory=list)
     dense_depth_dir: str = ""  # output folder of tools/make_dense_depth.py
     sam_labels_dir: str = ""  # output folder of tools/make_sam_labels.py
     sam_labels_stride: int = 4  # take every n-th pixel of the label images as candidates
+    oracle_stride: int = 2  # take every n-th pixel (rows and columns) of the oracle images
     # Loss weight per source, multiplied into each target's confidence (default 1).
     source_weights: dict[str, float] = field(default_factory=dict)
     num_rays: int = 38400  # rays per sample after weighted sampling
@@ -89,10 +92,10 @@ class TargetConfig:
     # At most this share of a sample's rays may lack a class (dense depth pixels), so that
     # they cannot crowd out the class targets; 1 = no limit.
     max_unlabelled_share: float = 0.5
-    min_depth: float = 0.5  # camera-z metres; nearer targets are dropped
+    min_depth: float = DEFAULT_MIN_DEPTH  # camera-z metres; nearer targets are dropped
     # Ego-vehicle body in the ego frame (x0, y0, z0, x1, y1, z1); LiDAR returns inside it
     # are dropped. The default covers a nuScenes-sized car with the rear axle at the origin.
-    ego_box: tuple[float, float, float, float, float, float] = (-1.2, -1.1, -0.5, 3.6, 1.1, 2.2)
+    ego_box: tuple[float, float, float, float, float, float] = DEFAULT_EGO_BOX
 
     def validate(self, where: str) -> None:
         unknown = set(self.sources) - set(TARGET_SOURCE_NAMES)
@@ -109,8 +112,8 @@ class TargetConfig:
         unknown = set(self.source_weights) - set(self.sources)
         if unknown:
             raise ValueError(f"{where}.source_weights: {sorted(unknown)} are not in sources")
-        if self.sam_labels_stride < 1:
-            raise ValueError(f"{where}.sam_labels_stride: must be >= 1")
+        if self.sam_labels_stride < 1 or self.oracle_stride < 1:
+            raise ValueError(f"{where}: sam_labels_stride and oracle_stride must be >= 1")
         if not 0.0 <= self.max_unlabelled_share <= 1.0:
             raise ValueError(f"{where}.max_unlabelled_share: must be in [0, 1]")
         if self.num_rays <= 0 or self.adjacent_keyframes < 0:

@@ -16,7 +16,6 @@ import pickle
 import zipfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -31,14 +30,14 @@ from renderlss.data.augment import (
     sample_image_aug,
 )
 from renderlss.data.config import DataConfig
-from renderlss.data.infos import info_pose, load_infos
 from renderlss.data.render_targets import (
     build_ray_targets,
-    camera_to_key_ego,
     collect_frame_targets,
+    input_depth_image,
     make_target_sources,
-    sparse_depth_image,
 )
+from renderlss.records.files import read_rgb_image
+from renderlss.records.infos import camera_to_key_ego, info_pose, load_infos
 
 OCC_FIELDS = ("semantics", "mask_lidar", "mask_camera")
 
@@ -65,16 +64,6 @@ class PackedRecords:
             raise IndexError(f"record {index} out of range [0, {len(self)})")
         start, end = self._offsets[index], self._offsets[index + 1]
         return pickle.loads(self._buffer[start:end].tobytes())
-
-
-def load_image(path: str, token: str) -> np.ndarray:
-    """[H, W, 3] uint8 RGB image; a missing or undecodable file raises naming it and the sample."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: image file missing (sample {token})")
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"{path}: image file cannot be decoded (sample {token})")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def load_occ_labels(path: str, token: str, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
@@ -157,7 +146,7 @@ class OccDataset(Dataset):
             raise ValueError(f"{where}: camera missing (available: {sorted(info['cams'])})")
         cam = info["cams"][name]
         path = self.resolve(cam["data_path"], token)
-        image = load_image(path, token)
+        image = read_rgb_image(path, f"sample {token}")
         expected = (cam.get("height", 0), cam.get("width", 0))
         if all(expected) and image.shape[:2] != expected:
             raise ValueError(
@@ -267,7 +256,7 @@ class OccDataset(Dataset):
         current = frames[0][2]
         rays["image_depth"] = np.stack(
             [
-                sparse_depth_image(current[cam], aug, self.config.input_size)
+                input_depth_image(current[cam], aug, self.config.input_size)
                 for cam, aug in zip(self.config.cameras, img_aug)
             ]
         )

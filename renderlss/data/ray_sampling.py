@@ -11,11 +11,14 @@ from collections.abc import Callable
 
 import numpy as np
 
+from renderlss.class_balance import exp_class_weights
+
 
 def class_balance_weights(
     semantics: np.ndarray, num_classes: int, alpha: float, ignore_index: int
 ) -> np.ndarray:
-    """Per-class weight ``exp(alpha * (max_c N_c / N_c - 1))`` from the class counts.
+    """Per-class sampling weight ``exp(alpha * (max_c N_c / N_c - 1))`` of the classes present
+    (``renderlss.class_balance.exp_class_weights``).
 
     Args:
         semantics: [M] uint8 classes of the candidate rays (ignore_index allowed).
@@ -28,7 +31,7 @@ def class_balance_weights(
     weights = np.zeros(num_classes)
     present = counts > 0
     if present.any():
-        weights[present] = np.exp(alpha * (counts.max() / counts[present] - 1.0))
+        weights[present] = exp_class_weights(counts[present], alpha)
     return weights
 
 

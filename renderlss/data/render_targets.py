@@ -18,20 +18,20 @@ import numpy as np
 
 from renderlss.data.classes import ClassesConfig, learning_map_table
 from renderlss.data.config import TargetConfig
-from renderlss.data.infos import info_pose
 from renderlss.data.ray_sampling import (
     class_balance_weights,
     draw_reachable_rays,
     ray_weights,
     unlabelled_quota,
 )
-from renderlss.geometry import compose, invert_pose, unproject_pixels
+from renderlss.geometry import nearest_depth_image, unproject_pixels
 from renderlss.geometry.grid import VoxelGrid
-from renderlss.labels.dense_depth import DenseDepthTargetSource
-from renderlss.labels.lidar_projection import nearest_per_pixel
-from renderlss.labels.pixel_targets import PixelTargets
-from renderlss.labels.semantic_labels import SemanticLabelSource
-from renderlss.labels.sources import LidarTargetSource, TargetSource
+from renderlss.records.infos import camera_to_key_ego
+from renderlss.targets.dense_depth_files import DenseDepthTargetSource
+from renderlss.targets.oracle import OracleTargetSource
+from renderlss.targets.pixel_targets import PixelTargets
+from renderlss.targets.semantic_label_files import SemanticLabelSource
+from renderlss.targets.sources import LidarTargetSource, TargetSource
 
 
 class WeightedSource:
@@ -64,6 +64,7 @@ def make_target_sources(
         "sam_labels": lambda: SemanticLabelSource(
             config.sam_labels_dir, classes.ignore_index, config.sam_labels_stride
         ),
+        "oracle": lambda: OracleTargetSource(dataroot, config.oracle_stride),
     }
     sources = []
     for name in config.sources:
@@ -73,18 +74,7 @@ def make_target_sources(
     return sources
 
 
-def camera_to_key_ego(cam_info: dict, key_info: dict) -> np.ndarray:
-    """[4, 4] float64 camera -> key-ego pose: through the global frame, each sensor at its
-    own timestamp (``inv(ego2global_key) @ ego2global_cam @ sensor2ego_cam``)."""
-    what = f"sample {key_info['token']}"
-    return compose(
-        invert_pose(info_pose(key_info, "ego2global", what)),
-        info_pose(cam_info, "ego2global", what),
-        info_pose(cam_info, "sensor2ego", what),
-    )
-
-
-def pixel_rays(
+def rays_from_uv(
     uv: np.ndarray, intrinsic: np.ndarray, cam2key: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rays through image coordinates.
@@ -159,7 +149,7 @@ def pixel_ray_geometry(
     and ego pose, in the (augmented) key-ego frame.
 
     Returns:
-        origins [K, 3], dirs [K, 3], z_per_t [K] (see :func:`pixel_rays`) and depth [K].
+        origins [K, 3], dirs [K, 3], z_per_t [K] (see :func:`rays_from_uv`) and depth [K].
     """
     origins = np.empty((len(index), 3), dtype=np.float32)
     dirs = np.empty((len(index), 3), dtype=np.float32)
@@ -171,7 +161,7 @@ def pixel_ray_geometry(
         cam_info = frame_info["cams"][cam]
         cam2key = bev_aug @ camera_to_key_ego(cam_info, key_info)
         intrinsic = np.asarray(cam_info["cam_intrinsic"], dtype=np.float64)
-        origins[rows], dirs[rows], z_per_t[rows] = pixel_rays(
+        origins[rows], dirs[rows], z_per_t[rows] = rays_from_uv(
             pixels["uv"][index[rows]], intrinsic, cam2key
         )
     return dict(origins=origins, dirs=dirs, z_per_t=z_per_t, depth=pixels["depth"][index])
@@ -265,7 +255,7 @@ def build_ray_targets(
     return rays
 
 
-def sparse_depth_image(
+def input_depth_image(
     targets: PixelTargets, img_aug: np.ndarray, size: tuple[int, int]
 ) -> np.ndarray:
     """Target depths of one camera rasterised into the augmented input image.
@@ -278,14 +268,6 @@ def sparse_depth_image(
         [H, W] float32 camera-z depth, the nearest target per pixel, 0 where none.
     """
     height, width = size
-    image = np.zeros(size, dtype=np.float32)
     has_depth = targets.depth > 0
-    if not has_depth.any():
-        return image
     uv = targets.uv[has_depth] @ img_aug[:2, :2].T + img_aug[:2, 2]
-    depth = targets.depth[has_depth]
-    inside = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
-    uv, depth = uv[inside], depth[inside]
-    keep = nearest_per_pixel(uv, depth, width, height)
-    image[np.floor(uv[keep, 1]).astype(int), np.floor(uv[keep, 0]).astype(int)] = depth[keep]
-    return image
+    return nearest_depth_image(uv, targets.depth[has_depth], width, height)

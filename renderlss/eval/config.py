@@ -10,7 +10,7 @@ from renderlss.eval.ray_iou import RayIoUConfig
 
 @dataclass
 class EvalConfig:
-    """How a trained network is evaluated (``renderlss.eval.runner``, ``docs/evaluation.md``).
+    """How a trained network is evaluated (``renderlss.engine.evaluation``, ``docs/evaluation.md``).
 
     ``occupancy_threshold`` is the density sigma (per metre) above which a voxel counts as
     occupied. 0.5/m means an opacity of 1 - exp(-0.5 * 0.4) = 0.18 across one 0.4 m voxel: a

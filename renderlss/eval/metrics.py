@@ -171,6 +171,11 @@ def occ3d_eval_mask(
     return labels[key]
 
 
+def miou_key(num_classes: int) -> str:
+    """The metric name of an mIoU over ``num_classes`` classes: ``mIoU_<K>_classes``."""
+    return f"mIoU_{num_classes}_classes"
+
+
 @dataclass(frozen=True)
 class OccupancyIoUResult:
     """Voxel IoU over an evaluation set. IoUs are fractions in [0, 1]; NaN = class absent."""
@@ -189,8 +194,8 @@ class OccupancyIoUResult:
     def as_dict(self) -> dict[str, float]:
         """Flat scalars for logging: ``mIoU_<K>_classes``, the subset's mean, per-class IoU."""
         out = {
-            f"mIoU_{len(self.class_names)}_classes": self.miou,
-            f"mIoU_{self.subset_size}_classes": self.miou_subset,
+            miou_key(len(self.class_names)): self.miou,
+            miou_key(self.subset_size): self.miou_subset,
             "geometry_IoU": self.geometry_iou,
         }
         out.update({f"IoU/{name}": float(v) for name, v in zip(self.class_names, self.iou)})
@@ -340,3 +345,26 @@ def format_class_table(
     if summary_rows:
         out += [rule, *map(line, summary_rows)]
     return "\n".join(out)
+
+
+def json_safe(metrics: Mapping[str, float]) -> dict[str, float | None]:
+    """Metrics for a JSON file, which has no NaN: undefined values become null."""
+    return {key: None if math.isnan(value) else value for key, value in metrics.items()}
+
+
+def format_rows(rows: Mapping[str, Mapping[str, float]], columns: Sequence[str]) -> str:
+    """Aligned plain-text table of named rows of fractions, printed as percentages."""
+    header = ["", *columns]
+
+    def cell(value: float) -> str:
+        return "nan" if math.isnan(value) else f"{value * 100:.2f}"
+
+    body = [
+        [name, *(cell(values.get(c, math.nan)) for c in columns)] for name, values in rows.items()
+    ]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    lines = [
+        "  ".join([row[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(row[1:], widths[1:]))])
+        for row in [header, *body]
+    ]
+    return "\n".join(lines)

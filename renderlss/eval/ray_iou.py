@@ -40,6 +40,7 @@ from renderlss.eval.metrics import (
 )
 from renderlss.geometry import transform_points
 from renderlss.geometry.grid import VoxelGrid
+from renderlss.ops.render import ray_box_intersection
 
 
 @dataclass
@@ -150,29 +151,6 @@ class RayHits(NamedTuple):
     exit: Tensor  # [R] float64 distance where it leaves it (inf: no hit)
 
 
-def ray_box_interval(
-    origins: Tensor, directions: Tensor, lower: Tensor, upper: Tensor
-) -> tuple[Tensor, Tensor]:
-    """Distances where rays enter and leave an axis-aligned box (slab test), from t >= 0.
-
-    Args:
-        origins, directions: [R, 3]; lower, upper: [3] box corners.
-    Returns:
-        t_enter, t_leave: [R]; the ray crosses the box iff ``t_enter < t_leave``.
-    """
-    moving = directions != 0
-    safe = torch.where(moving, directions, torch.ones_like(directions))
-    t_a, t_b = (lower - origins) / safe, (upper - origins) / safe
-    inside_slab = (origins >= lower) & (origins <= upper)
-    # An axis the ray does not move along is no constraint if the origin is within its slab,
-    # and empties the interval otherwise.
-    unbounded = torch.where(inside_slab, -math.inf, math.inf)
-    t_low = torch.where(moving, torch.minimum(t_a, t_b), unbounded)
-    t_high = torch.where(moving, torch.maximum(t_a, t_b), -unbounded)
-    t_enter = t_low.amax(dim=-1).clamp(min=0.0)
-    return t_enter, t_high.amin(dim=-1)
-
-
 def first_occupied_voxel(
     occupied: Tensor, origins: Tensor, directions: Tensor, grid: VoxelGrid
 ) -> RayHits:
@@ -210,7 +188,8 @@ def first_occupied_voxel(
     entry = torch.full((num_rays,), math.inf, **f64)
     exit_ = torch.full((num_rays,), math.inf, **f64)
 
-    t_enter, t_leave = ray_box_interval(origins, directions, lower, upper)
+    t_enter, t_leave = ray_box_intersection(origins, directions, lower, upper)
+    t_enter = t_enter.clamp(min=0.0)  # an origin inside the grid starts there
     ray = torch.nonzero(t_enter < t_leave).squeeze(1)
     o, d, t = origins[ray], directions[ray], t_enter[ray]
     start = o + t[:, None] * d

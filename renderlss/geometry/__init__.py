@@ -1,7 +1,13 @@
 """Geometry in one convention: metres; ego x forward, y left, z up; camera x right, y down,
 z forward; depth is camera z. Pose chains are computed in float64."""
 
-from renderlss.geometry.camera import pixel_grid, project_to_image, unproject_pixels
+from renderlss.geometry.camera import (
+    nearest_depth_image,
+    nearest_per_pixel,
+    pixel_grid,
+    project_to_image,
+    unproject_pixels,
+)
 from renderlss.geometry.transforms import (
     compose,
     invert_pose,
@@ -17,6 +23,8 @@ __all__ = [
     "compose",
     "invert_pose",
     "matrix_to_quaternion",
+    "nearest_depth_image",
+    "nearest_per_pixel",
     "pixel_grid",
     "pose_matrix",
     "project_to_image",

@@ -50,3 +50,40 @@ def unproject_pixels(uv: np.ndarray, depth: np.ndarray, intrinsic: np.ndarray) -
     homog = np.concatenate([uv, np.ones(uv.shape[:-1] + (1,))], axis=-1)
     rays = homog @ k_inv.T
     return rays * np.asarray(depth, dtype=np.float64)[..., None]
+
+
+def nearest_per_pixel(uv: np.ndarray, depth: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Indices of the nearest point in each pixel (a z-buffer), in ascending pixel order.
+
+    Args:
+        uv: [M, 2] image coordinates; points outside ``[0, W) x [0, H)`` are left out.
+        depth: [M] camera z (ties keep the earlier point).
+    Returns:
+        [K] indices into ``uv``, one per occupied pixel.
+    """
+    inside = np.flatnonzero(
+        (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
+    )
+    cols = np.floor(uv[inside, 0]).astype(np.int64)
+    rows = np.floor(uv[inside, 1]).astype(np.int64)
+    pixel = rows * width + cols
+    order = np.lexsort((depth[inside], pixel))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = pixel[order][1:] != pixel[order][:-1]
+    return inside[order[first]]
+
+
+def nearest_depth_image(uv: np.ndarray, depth: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Points rasterised into an image, the nearest per pixel (see :func:`nearest_per_pixel`).
+
+    Args:
+        uv: [M, 2] image coordinates; depth: [M] camera z.
+    Returns:
+        [H, W] float32 camera-z depth, 0 where no point falls.
+    """
+    keep = nearest_per_pixel(uv, depth, width, height)
+    rows = np.floor(uv[keep, 1]).astype(np.int64)
+    cols = np.floor(uv[keep, 0]).astype(np.int64)
+    image = np.zeros((height, width), dtype=np.float32)
+    image[rows, cols] = depth[keep]
+    return image

@@ -1,20 +1,22 @@
-"""Folders of per-image label artifacts (dense depth, 2D semantic labels): file naming,
-sharding of the keyframes among machines, and the manifest that keeps one folder to one set
-of builder parameters."""
+"""Folders of per-image label artifacts (dense depth, 2D semantic labels): sharding of the
+keyframes among machines, the manifest that keeps one folder to one set of builder
+parameters, the loop over the keyframes whose images are not done yet, and its summary.
+Files are named by ``renderlss.records.files.output_path``."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from renderlss.io import atomic_save_json
+from renderlss.records.files import output_path
 
 MANIFEST_NAME = "manifest.json"
-
-
-def output_path(out_dir: str | Path, camera: str, image_path: str) -> Path:
-    """``<out>/<CAM>/<image file stem>.npz`` of one camera image."""
-    return Path(out_dir) / camera / f"{Path(image_path).stem}.npz"
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -56,3 +58,64 @@ def write_or_check_manifest(out_dir: Path, expected: dict) -> None:
         f"({', '.join(differing) or 'format, version or cameras'}); use another --out or "
         "remove it"
     )
+
+
+@dataclass
+class BuildSummary:
+    """Outcome of a builder over the keyframes of a shard; ``format`` adds ``details``."""
+
+    keyframes: int = 0  # keyframes of this shard
+    done: int = 0  # images written
+    skipped: int = 0  # images already finished
+    failed: list[str] = field(default_factory=list)  # one reason per failure
+    seconds: float = 0.0
+    failure_unit: str = "images"  # what one reason in ``failed`` stands for
+
+    def details(self) -> list[str]:
+        """Lines about the written images (a builder's own statistics)."""
+        return []
+
+    def format(self) -> str:
+        lines = [
+            f"{self.keyframes} keyframes: {self.done} images written, {self.skipped} skipped "
+            f"(already done), {len(self.failed)} {self.failure_unit} failed, {self.seconds:.1f} s"
+        ]
+        if self.done:
+            lines += self.details()
+        lines += [f"  failed: {reason}" for reason in self.failed]
+        return "\n".join(lines)
+
+
+def pending_keyframes(
+    infos: list[dict],
+    shard: tuple[int, int],
+    out_dir: Path,
+    cameras: list[str],
+    summary: BuildSummary,
+    desc: str,
+    show_progress: bool,
+) -> Iterator[tuple[int, dict, list[str]]]:
+    """``(index, info, cameras whose file is missing)`` of each keyframe of the shard that has
+    an image left to build, behind a progress bar.
+
+    Counts the shard's keyframes and the finished images into ``summary`` (and, once the loop
+    ends, its seconds); a record without a camera's path fails the keyframe.
+    """
+    start = time.perf_counter()
+    indices = shard_indices(len(infos), shard)
+    summary.keyframes = len(indices)
+    for index in tqdm(indices, desc=desc, unit="keyframe", disable=not show_progress):
+        info = infos[index]
+        try:
+            pending = [
+                cam
+                for cam in cameras
+                if not output_path(out_dir, cam, info["cams"][cam]["data_path"]).is_file()
+            ]
+        except KeyError as err:
+            summary.failed.append(f"sample {info.get('token', index)}: field {err} missing")
+            continue
+        summary.skipped += len(cameras) - len(pending)
+        if pending:
+            yield index, info, pending
+    summary.seconds += time.perf_counter() - start

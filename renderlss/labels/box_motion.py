@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from renderlss.data.infos import info_pose
 from renderlss.geometry import invert_pose, transform_points
+from renderlss.records.infos import info_pose
 
 MICROSECONDS = 1e-6
 

@@ -13,24 +13,16 @@ docs/dense_depth.md.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from renderlss.configuration import from_dict, to_dict
-from renderlss.data.config import TargetConfig
 from renderlss.geometry import transform_points
-from renderlss.io import atomic_save_npz, load_image_pair
-from renderlss.labels.artifacts import (
-    output_path,
-    shard_indices,
-    write_or_check_manifest,
-)
+from renderlss.labels.artifacts import BuildSummary, pending_keyframes, write_or_check_manifest
 from renderlss.labels.box_motion import BoxTrack, scene_box_tracks
 from renderlss.labels.depth_accumulation import (
     AccumulatedCloud,
@@ -41,12 +33,13 @@ from renderlss.labels.depth_accumulation import (
     window_frames,
 )
 from renderlss.labels.depth_completion import complete_depth
-from renderlss.labels.pixel_targets import PixelTargets
-from renderlss.labels.visibility import remove_hidden_points, sparse_depth_image
+from renderlss.labels.visibility import points_depth_image, remove_hidden_points
+from renderlss.records.files import output_path
+from renderlss.targets.dense_depth_files import save_dense_depth
+from renderlss.targets.lidar import DEFAULT_EGO_BOX, DEFAULT_MIN_DEPTH
 
 DENSE_DEPTH_FORMAT = "renderlss-dense-depth"
 DENSE_DEPTH_VERSION = 1
-CONFIDENCE_SCALE = 255  # stored uint8 confidence / 255 = confidence in [0, 1]
 
 
 @dataclass
@@ -63,8 +56,8 @@ class DenseDepthConfig:
     # moved on by its velocity; one nuScenes keyframe interval.
     max_box_extrapolation_s: float = 0.5
     # Ego body in the ego frame (x0, y0, z0, x1, y1, z1); returns inside it are removed.
-    ego_box: tuple[float, float, float, float, float, float] = TargetConfig().ego_box
-    min_depth: float = TargetConfig().min_depth  # camera-z metres; nearer points dropped
+    ego_box: tuple[float, float, float, float, float, float] = DEFAULT_EGO_BOX
+    min_depth: float = DEFAULT_MIN_DEPTH  # camera-z metres; nearer points dropped
     # Hidden-point removal (see renderlss.labels.visibility).
     visibility: bool = True
     visibility_radius: int = 6  # window half size in output pixels (tuned at 400x225)
@@ -126,14 +119,14 @@ def scene_context(scene_infos: list[dict]) -> SceneContext:
     return SceneContext(scene_lidar_timeline(scene_infos), scene_box_tracks(scene_infos))
 
 
-def output_size(cam_info: dict, downscale: int, where: str) -> tuple[int, int]:
-    """(width, height) of the stored image."""
+def stored_size(cam_info: dict, downscale: int, where: str) -> tuple[int, int]:
+    """(H, W) of the stored depth image: the camera image's size / ``downscale``."""
     width, height = int(cam_info["width"]), int(cam_info["height"])
     if width % downscale or height % downscale:
         raise ValueError(
             f"{where}: image {width}x{height} is not divisible by downscale {downscale}"
         )
-    return width // downscale, height // downscale
+    return height // downscale, width // downscale
 
 
 def scaled_intrinsic(intrinsic: np.ndarray, downscale: int) -> np.ndarray:
@@ -175,9 +168,9 @@ def camera_dense_depth(
         tracks, int(cam_info["timestamp"]), config.max_box_extrapolation_s
     )
     points_cam = transform_points(global_to_camera(cam_info, where), points)
-    width, height = output_size(cam_info, config.downscale, where)
+    height, width = stored_size(cam_info, config.downscale, where)
     intrinsic = scaled_intrinsic(cam_info["cam_intrinsic"], config.downscale)
-    depth = sparse_depth_image(points_cam, intrinsic, width, height, config.min_depth)
+    depth = points_depth_image(points_cam, intrinsic, width, height, config.min_depth)
     stats = CameraStats(measured_pixels=int((depth > 0).sum()), dropped_object_points=dropped)
     if config.visibility:
         depth, stats.hidden_removed = remove_hidden_points(
@@ -212,88 +205,6 @@ def keyframe_dense_depth(
         yield cam, *camera_dense_depth(cloud, context.tracks, info["cams"][cam], config, where)
 
 
-def save_dense_depth(path: str | Path, depth: np.ndarray, confidence: np.ndarray) -> None:
-    """Write one dense depth file atomically (float16 depth, uint8 confidence)."""
-    atomic_save_npz(
-        path,
-        depth=depth.astype(np.float16),
-        confidence=np.round(np.clip(confidence, 0, 1) * CONFIDENCE_SCALE).astype(np.uint8),
-    )
-
-
-def load_dense_depth(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a dense depth file.
-
-    Returns:
-        depth [H, W] float32 camera z in metres (0 = none) and confidence [H, W] float32 in
-        [0, 1] (1 = measured, less = filled, 0 = none).
-    Raises:
-        FileNotFoundError: no such file. ValueError: unreadable, a missing field, or fields
-        of the wrong shape or type, naming the file and the field.
-    """
-    depth, confidence = load_image_pair(path, "dense depth file", ("depth", "confidence"))
-    if confidence.dtype != np.uint8 or not np.issubdtype(depth.dtype, np.floating):
-        raise ValueError(
-            f"{path}: expected float 'depth' and uint8 'confidence', got {depth.dtype} and "
-            f"{confidence.dtype}"
-        )
-    depth = depth.astype(np.float32)
-    if not np.all(np.isfinite(depth)) or np.any(depth < 0):
-        raise ValueError(f"{path}: field 'depth' holds negative or non-finite values")
-    return depth, confidence.astype(np.float32) / CONFIDENCE_SCALE
-
-
-def dense_depth_targets(
-    path: str | Path, width: int, height: int, ignore_index: int
-) -> PixelTargets:
-    """Pixel targets of one camera image from its dense depth file: every pixel with depth,
-    at its centre in original image coordinates (a downscaled file is mapped up), with the
-    stored confidence and no class (``ignore_index``).
-
-    Args:
-        width, height: size of the original camera image.
-    """
-    depth, confidence = load_dense_depth(path)
-    rows, cols = depth.shape
-    if width % cols or height % rows or width // cols != height // rows:
-        raise ValueError(
-            f"{path}: a {cols}x{rows} depth image is not an integer downscale of the "
-            f"{width}x{height} camera image"
-        )
-    scale = width // cols
-    i, j = np.nonzero((depth > 0) & (confidence > 0))
-    uv = np.stack([(j + 0.5) * scale, (i + 0.5) * scale], axis=1).astype(np.float64)
-    return PixelTargets(
-        uv=uv,
-        depth=depth[i, j],
-        semantics=np.full(len(i), ignore_index, dtype=np.uint8),
-        confidence=confidence[i, j],
-    )
-
-
-class DenseDepthTargetSource:
-    """Depth targets read from a dense depth folder (a :class:`TargetSource`).
-
-    Args:
-        depth_dir: the builder's output folder (``<CAM>/<image stem>.npz``).
-        ignore_index: class value of the targets (dense depth carries no class).
-    """
-
-    def __init__(self, depth_dir: str | Path, ignore_index: int) -> None:
-        self.depth_dir = Path(depth_dir)
-        self.ignore_index = ignore_index
-
-    def __call__(self, info: dict, cameras: list[str]) -> dict[str, PixelTargets]:
-        targets = {}
-        for cam in cameras:
-            cam_info = info["cams"][cam]
-            path = output_path(self.depth_dir, cam, cam_info["data_path"])
-            targets[cam] = dense_depth_targets(
-                path, int(cam_info["width"]), int(cam_info["height"]), self.ignore_index
-            )
-        return targets
-
-
 def manifest(config: DenseDepthConfig, cameras: list[str]) -> dict:
     """The parameters that decide the output files."""
     return dict(
@@ -305,28 +216,15 @@ def manifest(config: DenseDepthConfig, cameras: list[str]) -> dict:
 
 
 @dataclass
-class BuildSummary:
-    """Outcome of :func:`build_dense_depth`."""
+class DenseDepthSummary(BuildSummary):
+    """Outcome of :func:`build_dense_depth` (one failure reason per keyframe)."""
 
-    keyframes: int = 0  # keyframes of this shard
-    done: int = 0  # images written
-    skipped: int = 0  # images already finished
-    failed: list[str] = field(default_factory=list)  # one reason per failed keyframe
+    failure_unit: str = "keyframes"
     stats: Counter = field(default_factory=Counter)  # CameraStats summed over written images
-    seconds: float = 0.0
 
-    def format(self) -> str:
-        lines = [
-            f"{self.keyframes} keyframes: {self.done} images written, {self.skipped} skipped "
-            f"(already done), {len(self.failed)} keyframes failed, {self.seconds:.1f} s"
-        ]
-        if self.done:
-            lines.append(
-                "  per written image: "
-                + ", ".join(f"{k} {v / self.done:.0f}" for k, v in sorted(self.stats.items()))
-            )
-        lines += [f"  failed: {reason}" for reason in self.failed]
-        return "\n".join(lines)
+    def details(self) -> list[str]:
+        per_image = ", ".join(f"{k} {v / self.done:.0f}" for k, v in sorted(self.stats.items()))
+        return [f"  per written image: {per_image}"]
 
 
 def group_by_scene(infos: list[dict]) -> dict[str, list[dict]]:
@@ -345,7 +243,7 @@ def build_dense_depth(
     cameras: list[str],
     shard: tuple[int, int] = (0, 1),
     show_progress: bool = True,
-) -> BuildSummary:
+) -> DenseDepthSummary:
     """Write dense depth for every camera image of the shard's keyframes.
 
     Finished files are skipped (resume by rerunning); a keyframe that fails (missing or
@@ -355,7 +253,6 @@ def build_dense_depth(
         ValueError: an invalid config, an output folder built with other parameters, or
             dynamic handling asked for with infos that carry no boxes.
     """
-    start = time.perf_counter()
     config.validate("dense_depth")
     if config.dynamic and infos and not any(len(info["gt_boxes"]) for info in infos):
         # BEVDet pickles carry no boxes: moving objects would leave trails unnoticed.
@@ -367,26 +264,17 @@ def build_dense_depth(
     write_or_check_manifest(out_dir, manifest(config, cameras))
     scenes = group_by_scene(infos)
     contexts: dict[str, SceneContext] = {}
-    summary = BuildSummary()
-    indices = shard_indices(len(infos), shard)
-    summary.keyframes = len(indices)
-    for index in tqdm(indices, desc="dense depth", unit="keyframe", disable=not show_progress):
-        info = infos[index]
+    summary = DenseDepthSummary()
+    for index, info, pending in pending_keyframes(
+        infos, shard, out_dir, cameras, summary, "dense depth", show_progress
+    ):
         try:
-            missing = [
-                cam
-                for cam in cameras
-                if not output_path(out_dir, cam, info["cams"][cam]["data_path"]).is_file()
-            ]
-            summary.skipped += len(cameras) - len(missing)
-            if not missing:
-                continue
             scene = info.get("scene_token") or info.get("scene_name", "")
             if scene not in contexts:
                 # Keyframes come scene by scene: keep only the current scene's context.
                 contexts = {scene: scene_context(scenes[scene])}
             for cam, depth, confidence, stats in keyframe_dense_depth(
-                info, contexts[scene], dataroot, config, missing
+                info, contexts[scene], dataroot, config, pending
             ):
                 save_dense_depth(
                     output_path(out_dir, cam, info["cams"][cam]["data_path"]), depth, confidence
@@ -397,5 +285,4 @@ def build_dense_depth(
             summary.failed.append(f"sample {info.get('token', index)}: field {err} missing")
         except (FileNotFoundError, ValueError) as err:
             summary.failed.append(f"sample {info.get('token', index)}: {err}")
-    summary.seconds = time.perf_counter() - start
     return summary

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from renderlss.data.infos import info_pose
 from renderlss.geometry import compose, invert_pose, transform_points
 from renderlss.labels.box_motion import (
     BoxTrack,
@@ -24,7 +23,8 @@ from renderlss.labels.box_motion import (
     from_box_frame,
     to_box_frame,
 )
-from renderlss.labels.lidar_projection import load_lidar_points, outside_box
+from renderlss.records.infos import info_pose
+from renderlss.targets.lidar import load_lidar_points, outside_box
 
 
 @dataclass(frozen=True)

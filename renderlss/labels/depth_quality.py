@@ -22,6 +22,7 @@ from renderlss.labels.dense_depth import (
     keyframe_dense_depth,
     scene_context,
 )
+from renderlss.records.oracle import load_oracle, oracle_path
 
 # (name, overrides of the full configuration): single sweep, accumulation, + moving objects,
 # + hidden-point removal, + completion.
@@ -33,18 +34,6 @@ ABLATIONS = (
     ("e + completion", dict(dynamic=True, visibility=True, complete=True)),
 )
 OUTLIER_RELATIVE_ERROR = 0.1
-ORACLE_SKY_CLASS = 255
-
-
-def load_oracle(
-    dataroot: str | Path, camera: str, image_path: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Oracle depth [H, W] float32 (0 = sky) and semantics [H, W] uint8 of one image."""
-    path = Path(dataroot) / "oracle" / camera / f"{Path(image_path).stem}.npz"
-    if not path.is_file():
-        raise FileNotFoundError(f"oracle file not found: {path} (not a synthetic dataroot?)")
-    with np.load(path) as data:
-        return data["depth"].astype(np.float32), data["semantics"]
 
 
 def sample_at_output(image: np.ndarray, downscale: int) -> np.ndarray:
@@ -112,7 +101,8 @@ def evaluate_against_oracle(
             if scene != context_scene:
                 context_scene, context = scene, scene_context(scenes[scene])
             for cam, depth, _, _ in keyframe_dense_depth(info, context, dataroot, config, cameras):
-                truth, semantics = load_oracle(dataroot, cam, info["cams"][cam]["data_path"])
+                path = oracle_path(dataroot, cam, info["cams"][cam]["data_path"])
+                truth, semantics = load_oracle(path, f"sample {info['token']} {cam}")
                 truth = sample_at_output(truth, config.downscale)
                 semantics = sample_at_output(semantics, config.downscale)
                 every.add(depth, truth, np.ones(depth.shape, dtype=bool))

@@ -35,6 +35,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from renderlss.records.files import read_rgb_image
+
 NO_SEGMENT = -1
 
 
@@ -46,14 +48,6 @@ class MaskSource(Protocol):
         ...
 
     def __call__(self, camera: str, image_path: Path, size: tuple[int, int]) -> np.ndarray: ...
-
-
-def load_rgb_image(path: str | Path) -> np.ndarray:
-    """[H, W, 3] uint8 RGB pixels of an image file."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"{path}: missing or not a readable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def check_image_size(image: np.ndarray, size: tuple[int, int], where: str) -> None:
@@ -396,7 +390,7 @@ class SuperpixelMaskSource:
         )
 
     def __call__(self, camera: str, image_path: Path, size: tuple[int, int]) -> np.ndarray:
-        image = load_rgb_image(image_path)
+        image = read_rgb_image(image_path, f"camera {camera}")
         check_image_size(image, size, str(image_path))
         return oversegment(
             image,
@@ -509,7 +503,7 @@ class SamMaskSource:
         )
 
     def __call__(self, camera: str, image_path: Path, size: tuple[int, int]) -> np.ndarray:
-        image = load_rgb_image(image_path)
+        image = read_rgb_image(image_path, f"camera {camera}")
         check_image_size(image, size, str(image_path))
         records = self.generator.generate(image)
         return masks_to_segments([r["segmentation"] for r in records], size)

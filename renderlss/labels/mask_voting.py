@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from renderlss.labels.mask_sources import NO_SEGMENT
-from renderlss.labels.pixel_targets import PixelTargets
+from renderlss.targets.pixel_targets import PixelTargets
 
 
 def target_pixel_index(uv: np.ndarray, height: int, width: int, where: str) -> np.ndarray:

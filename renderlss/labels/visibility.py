@@ -18,10 +18,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from renderlss.labels.lidar_projection import project_lidar_targets
+from renderlss.geometry import nearest_depth_image, project_to_image
 
 
-def sparse_depth_image(
+def points_depth_image(
     points_cam: np.ndarray, intrinsic: np.ndarray, width: int, height: int, min_depth: float
 ) -> np.ndarray:
     """Z-buffer of camera-frame points.
@@ -32,13 +32,9 @@ def sparse_depth_image(
     Returns:
         [H, W] float32 camera-z depth of the nearest point per pixel, 0 where none.
     """
-    targets = project_lidar_targets(
-        points_cam, np.zeros(len(points_cam), dtype=np.uint8), intrinsic, width, height, min_depth
-    )
-    image = np.zeros((height, width), dtype=np.float32)
-    pixels = np.floor(targets.uv).astype(np.int64)
-    image[pixels[:, 1], pixels[:, 0]] = targets.depth
-    return image
+    uv, depth = project_to_image(points_cam, intrinsic)
+    near = depth > min_depth
+    return nearest_depth_image(uv[near], depth[near], width, height)
 
 
 def nearest_in_quadrants(depth: np.ndarray, radius: int) -> np.ndarray:

@@ -46,11 +46,11 @@ from renderlss.models.losses import (
     silog_loss,
 )
 from renderlss.models.neck import FusionNeck, build_neck
-from renderlss.models.weights import CheckpointError, LoadReport, load_backbone_weights
+from renderlss.models.weights import LoadReport, WeightsFileError, load_backbone_weights
 
 __all__ = [
     "BackboneConfig",
-    "CheckpointError",
+    "WeightsFileError",
     "DepthBinsConfig",
     "DepthConfig",
     "DepthNet",

@@ -31,8 +31,9 @@ OPTIONAL_SUFFIXES: tuple[str, ...] = ("num_batches_tracked",)
 CLASSIFIER_PREFIX = "fc."
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit the module it is loaded into."""
+class WeightsFileError(ValueError):
+    """A pretrained weights file that does not fit the module it is loaded into (the
+    training checkpoints of a run raise ``renderlss.train.checkpoint.CheckpointError``)."""
 
 
 @dataclass
@@ -77,7 +78,7 @@ def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(
+        raise WeightsFileError(
             f"{path}: holds objects beyond tensors and plain containers, so it was not "
             "unpickled. If you trust the file, pass trusted=True, or re-save just its tensors: "
             "torch.save(torch.load(path, weights_only=False)['state_dict'], new_path)"
@@ -88,10 +89,10 @@ def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.
                 checkpoint = checkpoint[container]
                 break
     if not isinstance(checkpoint, Mapping):
-        raise CheckpointError(f"{path}: expected a dict of tensors, got {type(checkpoint)}")
+        raise WeightsFileError(f"{path}: expected a dict of tensors, got {type(checkpoint)}")
     tensors = {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        raise CheckpointError(f"{path}: no tensors at the top level, in 'state_dict' or 'model'")
+        raise WeightsFileError(f"{path}: no tensors at the top level, in 'state_dict' or 'model'")
     return tensors
 
 
@@ -136,7 +137,7 @@ def load_backbone_weights(
         elif name not in target:
             report.unexpected.append(key)
         elif tuple(value.shape) != tuple(target[name].shape):
-            raise CheckpointError(
+            raise WeightsFileError(
                 f"{path}: {key} has shape {tuple(value.shape)}, the module's {name} has "
                 f"{tuple(target[name].shape)} (wrong ResNet depth?)"
             )
@@ -147,11 +148,11 @@ def load_backbone_weights(
         k for k in target if k not in selected and not k.endswith(OPTIONAL_SUFFIXES)
     )
     if not selected:
-        raise CheckpointError(
+        raise WeightsFileError(
             f"{path}: none of its {len(state)} keys name a backbone parameter (tried prefixes "
             f"{list(prefixes)}); first keys: {_preview(list(state), 5)}"
         )
     if strict and (report.missing or report.unexpected):
-        raise CheckpointError(f"strict load failed: {report.summary()}")
+        raise WeightsFileError(f"strict load failed: {report.summary()}")
     module.load_state_dict(selected, strict=False)
     return report

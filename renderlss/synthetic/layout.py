@@ -291,16 +291,9 @@ def _forced(
     return actors, {side: reserved_same, -side: reserved_other}, patches
 
 
-def build_scene(
-    name: str, seed: int, scene_index: int, duration: float, category_index: dict[str, int]
-) -> SceneWorld:
-    """A random street for scene ``scene_index`` of dataset ``seed``.
-
-    ``duration`` (seconds) is how long the ego drives; the street covers its path with
-    margin so that all sensors see a full street at every instant.
-    """
-    rng = np.random.default_rng([seed, scene_index])
-    ego = EgoMotion(
+def _ego_motion(rng: np.random.Generator) -> EgoMotion:
+    """The ego's drive along its lane: speed and a sinusoidal weave."""
+    return EgoMotion(
         s0=0.0,
         d=-0.5 * LANE_WIDTH,
         v0=_uniform(rng, 4.0, 8.0),
@@ -308,77 +301,94 @@ def build_scene(
         omega=_uniform(rng, 0.4, 1.0),
         phase=_uniform(rng, 0.0, 2 * np.pi),
     )
-    path_end = float(ego.arc_length(np.array([duration]))[0])
-    s_range = (-80.0, path_end + 100.0)
+
+
+def _road(rng: np.random.Generator, scene_index: int) -> Road:
+    """A straight or gently curved road, placed apart from the other scenes' roads."""
     curvature = float(rng.choice([0.0, 1.0])) * _uniform(rng, -1 / 250, 1 / 250)
-    road = Road(
+    return Road(
         origin=(2000.0 * scene_index + _uniform(rng, -500, 500), _uniform(rng, -500, 500)),
         heading=_uniform(rng, -np.pi, np.pi),
         curvature=curvature,
     )
-    actors, reserved, patches = _forced(rng, 10.0, max(path_end, 20.0) + 15.0)
-    for side in (-1.0, 1.0):
-        sidewalk_reserved = reserved[side]
-        # Yards of flat.other (forecourts, car parks) between some buildings and the sidewalk.
-        s = s_range[0]
-        while s < s_range[1]:
-            s += _uniform(rng, 20.0, 60.0)
-            width = _uniform(rng, 6.0, 14.0)
-            patches.append((side, s, s + width, YARD_DEPTH))
-            s += width
-        yards_taken = sidewalk_reserved + [(p[1], p[2]) for p in patches if p[0] == side]
+
+
+def _roadside(
+    rng: np.random.Generator,
+    side: float,
+    s_range: tuple[float, float],
+    sidewalk_reserved: list[tuple[float, float]],
+    patches: list[tuple[float, float, float, float]],
+) -> list[Actor]:
+    """Everything along one side of the road (``side`` = -1 right, +1 left): yards (added to
+    ``patches``), parked vehicles, poles, furniture, trees, hedges, buildings and walking
+    pedestrians."""
+    # Yards of flat.other (forecourts, car parks) between some buildings and the sidewalk.
+    s = s_range[0]
+    while s < s_range[1]:
+        s += _uniform(rng, 20.0, 60.0)
+        width = _uniform(rng, 6.0, 14.0)
+        patches.append((side, s, s + width, YARD_DEPTH))
+        s += width
+    yards_taken = sidewalk_reserved + [(p[1], p[2]) for p in patches if p[0] == side]
+    actors = _place_line(
+        rng,
+        [(6, car), (1, truck), (0.6, lambda r: bicycle(r, False))],
+        s_range,
+        side * PARKING_LINE,
+        (1.0, 9.0),
+        reserved=sidewalk_reserved,
+    )
+    actors += _place_line(
+        rng, [(3, lamp_post), (1, traffic_sign)], s_range, side * POLE_LINE, (12.0, 25.0)
+    )
+    actors += _place_line(
+        rng,
+        [
+            (2, bench),
+            (2, waste_bin),
+            (1, bicycle_rack),
+            (2, pedestrian),
+            (1, lambda r: pedestrian(r, "human.pedestrian.child")),
+        ],
+        s_range,
+        side * FURNITURE_LINE,
+        (3.0, 15.0),
+        reserved=sidewalk_reserved,
+    )
+    actors += _place_line(
+        rng, [(1, tree)], s_range, side * TREE_LINE, (3.0, 9.0), reserved=yards_taken
+    )
+    actors += _place_line(
+        rng, [(1, hedge)], s_range, side * HEDGE_LINE, (2.0, 12.0), reserved=yards_taken
+    )
+    actors += _place_line(
+        rng,
+        [(5, building), (1, wall)],
+        s_range,
+        side * (BUILDING_FRONT + _uniform(rng, 0.0, 3.0)),
+        (1.0, 8.0),
+        align_depth=True,
+    )
+    # Pedestrians walking on the sidewalk: one walking direction per line.
+    for k, line in enumerate(WALK_LINES):
+        speed = _uniform(rng, 0.9, 1.6) * (1 if k == 0 else -1)
         actors += _place_line(
             rng,
-            [(6, car), (1, truck), (0.6, lambda r: bicycle(r, False))],
-            s_range,
-            side * PARKING_LINE,
-            (1.0, 9.0),
-            reserved=sidewalk_reserved,
+            [(1, pedestrian)],
+            (s_range[0] - 10, s_range[1]),
+            side * line,
+            (4.0, 20.0),
+            rel_yaw=0.0 if speed > 0 else np.pi,
+            speed=speed,
         )
-        actors += _place_line(
-            rng, [(3, lamp_post), (1, traffic_sign)], s_range, side * POLE_LINE, (12.0, 25.0)
-        )
-        actors += _place_line(
-            rng,
-            [
-                (2, bench),
-                (2, waste_bin),
-                (1, bicycle_rack),
-                (2, pedestrian),
-                (1, lambda r: pedestrian(r, "human.pedestrian.child")),
-            ],
-            s_range,
-            side * FURNITURE_LINE,
-            (3.0, 15.0),
-            reserved=sidewalk_reserved,
-        )
-        actors += _place_line(
-            rng, [(1, tree)], s_range, side * TREE_LINE, (3.0, 9.0), reserved=yards_taken
-        )
-        actors += _place_line(
-            rng, [(1, hedge)], s_range, side * HEDGE_LINE, (2.0, 12.0), reserved=yards_taken
-        )
-        actors += _place_line(
-            rng,
-            [(5, building), (1, wall)],
-            s_range,
-            side * (BUILDING_FRONT + _uniform(rng, 0.0, 3.0)),
-            (1.0, 8.0),
-            align_depth=True,
-        )
-        # Pedestrians walking on the sidewalk: one walking direction per line.
-        for k, line in enumerate(WALK_LINES):
-            speed = _uniform(rng, 0.9, 1.6) * (1 if k == 0 else -1)
-            actors += _place_line(
-                rng,
-                [(1, pedestrian)],
-                (s_range[0] - 10, s_range[1]),
-                side * line,
-                (4.0, 20.0),
-                rel_yaw=0.0 if speed > 0 else np.pi,
-                speed=speed,
-            )
-    # Traffic: the ego lane stays empty; other lanes move at one speed each.
+    return actors
+
+
+def _traffic(
+    rng: np.random.Generator, s_range: tuple[float, float], duration: float
+) -> list[Actor]:
+    """Moving traffic: the ego lane stays empty; other lanes move at one speed each."""
     lanes = (
         (-1.5 * LANE_WIDTH, _uniform(rng, 8.0, 12.0), [(6, car), (1, truck), (1, bus)]),
         (0.5 * LANE_WIDTH, -_uniform(rng, 6.0, 11.0), [(6, car), (1, motorcycle)]),
@@ -389,6 +399,7 @@ def build_scene(
         ),
         (-BIKE_LINE, _uniform(rng, 3.0, 5.0), [(1, lambda r: bicycle(r, True))]),
     )
+    actors: list[Actor] = []
     for d, speed, builders in lanes:
         # Start far enough back that the lane is full around the ego during the scene.
         travel = speed * duration
@@ -402,20 +413,44 @@ def build_scene(
             rel_yaw=0.0 if speed > 0 else np.pi,
             speed=speed,
         )
+    return actors
+
+
+def _sun(rng: np.random.Generator) -> np.ndarray:
+    """[3] unit direction towards the sun (ego-independent, world frame)."""
     sun_azimuth, sun_elevation = _uniform(rng, -np.pi, np.pi), _uniform(rng, 0.5, 1.1)
-    sun = np.array(
+    return np.array(
         [
             np.cos(sun_elevation) * np.cos(sun_azimuth),
             np.cos(sun_elevation) * np.sin(sun_azimuth),
             np.sin(sun_elevation),
         ]
     )
+
+
+def build_scene(
+    name: str, seed: int, scene_index: int, duration: float, category_index: dict[str, int]
+) -> SceneWorld:
+    """A random street for scene ``scene_index`` of dataset ``seed``.
+
+    ``duration`` (seconds) is how long the ego drives; the street covers its path with
+    margin so that all sensors see a full street at every instant.
+    """
+    rng = np.random.default_rng([seed, scene_index])
+    ego = _ego_motion(rng)
+    path_end = float(ego.arc_length(np.array([duration]))[0])
+    s_range = (-80.0, path_end + 100.0)
+    road = _road(rng, scene_index)
+    actors, reserved, patches = _forced(rng, 10.0, max(path_end, 20.0) + 15.0)
+    for side in (-1.0, 1.0):
+        actors += _roadside(rng, side, s_range, reserved[side], patches)
+    actors += _traffic(rng, s_range, duration)
     return SceneWorld(
         name=name,
         road=road,
         actors=actors,
         flat_patches=np.array(patches, dtype=np.float64).reshape(-1, 4),
         ego=ego,
-        sun=sun,
+        sun=_sun(rng),
         category_index=category_index,
     )

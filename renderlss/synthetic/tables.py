@@ -196,8 +196,29 @@ def build_tables(
     sensor_token = {
         ch: make_token(seed, "sensor", ch) for ch in (rig.LIDAR_NAME, *rig.CAMERA_NAMES)
     }
-    map_token = make_token(seed, "map")
-    t: dict[str, list[dict]] = {
+    t = _static_tables(config, plans, category_token, attribute_token, sensor_token)
+    for key in ("calibrated_sensor", "ego_pose", "log", "scene", "sample", "sample_data"):
+        t[key] = []
+    t["instance"], t["sample_annotation"], t["lidarseg"] = [], [], []
+    for plan in plans:
+        _scene_records(seed, plan, t)
+        _calibrations(plan, sensor_token, t)
+        for channel in (rig.LIDAR_NAME, *rig.CAMERA_NAMES):
+            _sensor_chain(config, plan, channel, t)
+        _annotations(config, plan, stats, t, category_token, attribute_token)
+    return t
+
+
+def _static_tables(
+    config: SyntheticConfig,
+    plans: list[ScenePlan],
+    category_token: dict[str, str],
+    attribute_token: dict[str, str],
+    sensor_token: dict[str, str],
+) -> dict[str, list[dict]]:
+    """The tables that no scene adds to: category, attribute, visibility, sensor, map."""
+    names = config.classes.lidarseg_category_names
+    return {
         "category": [
             {"token": category_token[n], "name": n, "description": f"Synthetic {n}.", "index": i}
             for i, n in enumerate(names)
@@ -220,100 +241,104 @@ def build_tables(
         ],
         "map": [
             {
-                "token": map_token,
+                "token": make_token(config.seed, "map"),
                 "log_tokens": [p.log_token for p in plans],
                 "category": "semantic_prior",
                 "filename": map_filename(config),
             }
         ],
     }
-    for key in ("calibrated_sensor", "ego_pose", "log", "scene", "sample", "sample_data"):
-        t[key] = []
-    t["instance"], t["sample_annotation"], t["lidarseg"] = [], [], []
-    lidar_pose = rig.lidar_extrinsic()
-    for plan in plans:
-        world = plan.world
-        t["log"].append(
-            {
-                "token": plan.log_token,
-                "logfile": f"synthetic-{seed}-{plan.index:04d}",
-                "vehicle": "synthetic-car",
-                "date_captured": "2018-07-01",
-                "location": LOCATION,
-            }
-        )
-        t["scene"].append(
-            {
-                "token": plan.token,
-                "log_token": plan.log_token,
-                "nbr_samples": len(plan.sample_tokens),
-                "first_sample_token": plan.sample_tokens[0],
-                "last_sample_token": plan.sample_tokens[-1],
-                "name": plan.name,
-                "description": f"Synthetic street, seed {seed}, layout {plan.index}.",
-            }
-        )
-        samples = [
-            {
-                "token": tok,
-                "timestamp": _timestamp(plan.start_us, plan.sample_times[n]),
-                "scene_token": plan.token,
-            }
-            for n, tok in enumerate(plan.sample_tokens)
-        ]
-        _chain(samples)
-        t["sample"] += samples
-        for cam in plan.cameras:
-            t["calibrated_sensor"].append(
-                _calibration(
-                    plan.calibrated_tokens[cam.name],
-                    sensor_token[cam.name],
-                    cam.ego_from_cam,
-                    cam.intrinsic,
-                )
-            )
+
+
+def _scene_records(seed: int, plan: ScenePlan, t: dict[str, list[dict]]) -> None:
+    """The log, scene and sample records of one scene, appended to ``t``."""
+    t["log"].append(
+        {
+            "token": plan.log_token,
+            "logfile": f"synthetic-{seed}-{plan.index:04d}",
+            "vehicle": "synthetic-car",
+            "date_captured": "2018-07-01",
+            "location": LOCATION,
+        }
+    )
+    t["scene"].append(
+        {
+            "token": plan.token,
+            "log_token": plan.log_token,
+            "nbr_samples": len(plan.sample_tokens),
+            "first_sample_token": plan.sample_tokens[0],
+            "last_sample_token": plan.sample_tokens[-1],
+            "name": plan.name,
+            "description": f"Synthetic street, seed {seed}, layout {plan.index}.",
+        }
+    )
+    samples = [
+        {
+            "token": tok,
+            "timestamp": _timestamp(plan.start_us, plan.sample_times[n]),
+            "scene_token": plan.token,
+        }
+        for n, tok in enumerate(plan.sample_tokens)
+    ]
+    _chain(samples)
+    t["sample"] += samples
+
+
+def _calibrations(plan: ScenePlan, sensor_token: dict[str, str], t: dict[str, list[dict]]) -> None:
+    """The calibrated_sensor records of one scene (cameras, then the LiDAR)."""
+    for cam in plan.cameras:
         t["calibrated_sensor"].append(
             _calibration(
-                plan.calibrated_tokens[rig.LIDAR_NAME],
-                sensor_token[rig.LIDAR_NAME],
-                lidar_pose,
-                None,
+                plan.calibrated_tokens[cam.name],
+                sensor_token[cam.name],
+                cam.ego_from_cam,
+                cam.intrinsic,
             )
         )
-        for channel in (rig.LIDAR_NAME, *rig.CAMERA_NAMES):
-            chain = sorted((f for f in plan.frames if f.channel == channel), key=lambda f: f.t)
-            records = []
-            for f in chain:
-                t["ego_pose"].append(
-                    _pose_record(f.ego_pose_token, world.ego_pose(f.t), f.timestamp)
-                )
-                is_lidar = channel == rig.LIDAR_NAME
-                records.append(
-                    {
-                        "token": f.token,
-                        "sample_token": plan.sample_tokens[f.sample_index],
-                        "ego_pose_token": f.ego_pose_token,
-                        "calibrated_sensor_token": plan.calibrated_tokens[channel],
-                        "timestamp": f.timestamp,
-                        "fileformat": "pcd" if is_lidar else "jpg",
-                        "is_key_frame": f.is_key_frame,
-                        "height": 0 if is_lidar else config.height,
-                        "width": 0 if is_lidar else config.width,
-                        "filename": f.filename,
-                    }
-                )
-                if is_lidar and f.is_key_frame:
-                    t["lidarseg"].append(
-                        {
-                            "token": f.token,
-                            "sample_data_token": f.token,
-                            "filename": lidarseg_filename(config, f.token),
-                        }
-                    )
-            _chain(records)
-            t["sample_data"] += records
-        _annotations(config, plan, stats, t, category_token, attribute_token)
-    return t
+    t["calibrated_sensor"].append(
+        _calibration(
+            plan.calibrated_tokens[rig.LIDAR_NAME],
+            sensor_token[rig.LIDAR_NAME],
+            rig.lidar_extrinsic(),
+            None,
+        )
+    )
+
+
+def _sensor_chain(
+    config: SyntheticConfig, plan: ScenePlan, channel: str, t: dict[str, list[dict]]
+) -> None:
+    """The ego poses, sample_data records (chained in time) and, for LiDAR keyframes, the
+    lidarseg records of one sensor of one scene."""
+    chain = sorted((f for f in plan.frames if f.channel == channel), key=lambda f: f.t)
+    is_lidar = channel == rig.LIDAR_NAME
+    records = []
+    for f in chain:
+        t["ego_pose"].append(_pose_record(f.ego_pose_token, plan.world.ego_pose(f.t), f.timestamp))
+        records.append(
+            {
+                "token": f.token,
+                "sample_token": plan.sample_tokens[f.sample_index],
+                "ego_pose_token": f.ego_pose_token,
+                "calibrated_sensor_token": plan.calibrated_tokens[channel],
+                "timestamp": f.timestamp,
+                "fileformat": "pcd" if is_lidar else "jpg",
+                "is_key_frame": f.is_key_frame,
+                "height": 0 if is_lidar else config.height,
+                "width": 0 if is_lidar else config.width,
+                "filename": f.filename,
+            }
+        )
+        if is_lidar and f.is_key_frame:
+            t["lidarseg"].append(
+                {
+                    "token": f.token,
+                    "sample_data_token": f.token,
+                    "filename": lidarseg_filename(config, f.token),
+                }
+            )
+    _chain(records)
+    t["sample_data"] += records
 
 
 def _calibration(token: str, sensor: str, pose: np.ndarray, intrinsic: np.ndarray | None) -> dict:

@@ -2,7 +2,7 @@
 functions: per-camera depth and semantic panels tiled over the rig, and the predicted
 occupancy next to the ground truth, top-down and oblique.
 
-Inputs are plain arrays (see ``renderlss.eval.full_image.CameraMaps`` for where they come
+Inputs are plain arrays (see ``renderlss.engine.full_image.CameraMaps`` for where they come
 from); every function returns a uint8 RGB picture [H, W, 3].
 """
 

@@ -8,13 +8,13 @@ import numpy as np
 from torch import nn
 
 from renderlss.data.dataset import OccDataset
+from renderlss.engine.evaluation import sample_info
+from renderlss.engine.experiment import ExperimentConfig
+from renderlss.engine.full_image import sample_camera_maps
 from renderlss.eval.config import EvalConfig
-from renderlss.eval.full_image import sample_camera_maps
 from renderlss.eval.metrics import occ3d_eval_mask
-from renderlss.eval.runner import sample_info
-from renderlss.experiment import ExperimentConfig
-from renderlss.labels.sources import TargetSource
 from renderlss.models.occupancy_net import predict_occupancy
+from renderlss.targets.sources import TargetSource
 from renderlss.vis.sample_panels import occupancy_figures, rig_depth_figure, rig_semantic_figure
 
 

@@ -22,12 +22,9 @@ of a single one.
 
 from __future__ import annotations
 
-import argparse
-import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -35,58 +32,39 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from renderlss.data.classes import ClassesConfig
 from renderlss.data.collate import collate, to_device
 from renderlss.data.dataset import OccDataset, load_occ_labels
-from renderlss.data.infos import info_pose
 from renderlss.data.render_targets import make_target_sources
-from renderlss.eval.config import EvalConfig
-from renderlss.eval.depth_metrics import DepthMetrics
-from renderlss.eval.full_image import (
+from renderlss.engine.experiment import ExperimentConfig
+from renderlss.engine.full_image import (
     StridedGrid,
     camera_grid,
-    has_oracle,
-    image_rays,
-    load_oracle,
-    oracle_path,
+    camera_rays,
     reachable,
     render_camera_images,
     render_sample_rays,
 )
-from renderlss.eval.metrics import OccupancyIoU, OccupancyIoUResult, occ3d_eval_mask
+from renderlss.eval.baselines import AllFreeBaseline, ColumnMajorityBaseline, OccupancyBaseline
+from renderlss.eval.config import EvalConfig
+from renderlss.eval.depth_metrics import DepthMetrics
+from renderlss.eval.metrics import (
+    OccupancyIoU,
+    OccupancyIoUResult,
+    format_rows,
+    miou_key,
+    occ3d_eval_mask,
+)
 from renderlss.eval.ray_iou import RayIoU, RayIoUResult
-from renderlss.experiment import ExperimentConfig, load_experiment
 from renderlss.geometry import transform_points
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.labels.artifacts import shard_indices
-from renderlss.labels.sources import TargetSource
-from renderlss.models.build import build_model
-from renderlss.models.occupancy_net import OccupancyNet, predict_occupancy
-from renderlss.train.checkpoint import CheckpointError, load_checkpoint
-from renderlss.train.distributed import (
-    DistInfo,
-    all_reduce_sum,
-    init_distributed,
-    is_main_process,
-    rank,
-    world_size,
-)
-
-SPLITS = ("train", "val")
-WEIGHT_FIELDS = ("model", "ema")
-
+from renderlss.models.occupancy_net import predict_occupancy
+from renderlss.records.infos import info_pose
+from renderlss.records.oracle import has_oracle, load_oracle, oracle_path
+from renderlss.targets.sources import TargetSource
+from renderlss.train.distributed import all_reduce_sum, is_main_process, rank, world_size
 
 # --------------------------------------------------------------------------- inputs
-
-
-def split_infos(config: ExperimentConfig, split: str) -> str:
-    """The info file of ``split`` ("train" or "val") named by the config's data section."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    path = getattr(config.data, f"{split}_infos")
-    if not path:
-        raise ValueError(f"data.{split}_infos is not set in the config")
-    return path
 
 
 def eval_dataset(config: ExperimentConfig, infos: str | Path) -> OccDataset:
@@ -95,90 +73,6 @@ def eval_dataset(config: ExperimentConfig, infos: str | Path) -> OccDataset:
     targets = replace(config.data.targets, sources=[])
     return OccDataset(infos, replace(config.data, targets=targets), train=False)
 
-
-def load_trained_model(
-    config: ExperimentConfig, checkpoint: str | Path, weights: str, device: torch.device | str
-) -> OccupancyNet:
-    """``build_model(config)`` with the ``weights`` ("model" or "ema") of a checkpoint, in
-    eval mode on ``device``.
-
-    Raises:
-        CheckpointError: naming the file and field when it is missing or does not fit.
-    """
-    if weights not in WEIGHT_FIELDS:
-        raise ValueError(f"weights must be one of {WEIGHT_FIELDS}, got {weights!r}")
-    saved = load_checkpoint(checkpoint)
-    state = saved[weights]
-    if state is None:
-        raise CheckpointError(f"{checkpoint}: field {weights!r} is empty (trained without it)")
-    if weights == "ema":
-        state = state["module"]
-    model = build_model(config)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"{checkpoint}: field {weights!r} does not fit the model of the config: {err}"
-        ) from err
-    return model.to(device).eval()
-
-
-def load_configs(
-    path: str | Path, overrides: list[str] | None = None
-) -> tuple[ExperimentConfig, EvalConfig]:
-    """The experiment config (overrides applied) and its ``eval`` section."""
-    config = load_experiment(path, overrides)
-    return config, config.eval
-
-
-def add_evaluation_arguments(parser: argparse.ArgumentParser, default_split: str) -> None:
-    """The arguments every evaluation tool shares: CONFIG, CKPT, --cfg-options, --split,
-    --weights and --device."""
-    parser.add_argument("config", help="experiment config file (Python)")
-    parser.add_argument("checkpoint", help="checkpoint file written by training")
-    parser.add_argument(
-        "--cfg-options",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. eval.image_stride=8 data.workers=0 (Python literals)",
-    )
-    parser.add_argument(
-        "--split",
-        choices=SPLITS,
-        default=default_split,
-        help="info file of the config to read: data.<split>_infos (default %(default)s)",
-    )
-    parser.add_argument(
-        "--weights",
-        choices=WEIGHT_FIELDS,
-        default="model",
-        help="the trained weights or the EMA teacher's (default %(default)s)",
-    )
-    parser.add_argument(
-        "--device", default="auto", help="auto (CUDA when present), cpu, cuda (default auto)"
-    )
-
-
-@dataclass
-class EvaluationSetup:
-    """What an evaluation tool works with, built from its arguments."""
-
-    dist: DistInfo
-    config: ExperimentConfig
-    eval_config: EvalConfig
-    model: OccupancyNet
-    dataset: OccDataset
-
-
-def setup_from_arguments(args: argparse.Namespace) -> EvaluationSetup:
-    """Join torchrun's process group (if any), load the configs, the model and the dataset
-    named by ``add_evaluation_arguments``' arguments."""
-    dist = init_distributed(device=args.device)
-    config, eval_config = load_configs(args.config, args.cfg_options)
-    model = load_trained_model(config, args.checkpoint, args.weights, dist.device)
-    dataset = eval_dataset(config, split_infos(config, args.split))
-    return EvaluationSetup(dist, config, eval_config, model, dataset)
 
 
 def lidar_source(config: ExperimentConfig, dataroot: str | Path) -> TargetSource:
@@ -228,74 +122,6 @@ def lidar_origin(info: dict, bev_aug: np.ndarray, where: str) -> np.ndarray:
     return transform_points(bev_aug, position[None])
 
 
-# --------------------------------------------------------------------------- baselines
-
-
-class OccupancyBaseline(Protocol):
-    """A predictor that ignores the images: one fixed [X, Y, Z] label volume."""
-
-    def predict(self) -> torch.Tensor: ...
-
-
-class AllFreeBaseline:
-    """Predicts free everywhere: every class IoU is 0, the floor any model must beat."""
-
-    def __init__(self, grid: VoxelGrid, free_index: int) -> None:
-        self.labels = torch.full(grid.shape, free_index, dtype=torch.int64)
-
-    def predict(self) -> torch.Tensor:
-        """[X, Y, Z] int64."""
-        return self.labels
-
-
-class ColumnMajorityBaseline:
-    """The ego-frame prior of the training labels, as one fixed volume.
-
-    ``fit`` counts, over training frames and only on voxels that the frame's mask observes
-    (and whose label is not ignore): per voxel, how often it was occupied (any class but
-    free) and how often observed; per (x, y) column, how often each non-free class occurred
-    in it. ``predict`` marks a voxel occupied when it was occupied in more than half of the
-    frames that observed it (never-observed voxels are free) and gives every occupied voxel
-    the most frequent non-free class of its column (ties: the lowest class index).
-    """
-
-    def __init__(self, grid: VoxelGrid, classes: ClassesConfig) -> None:
-        self.free_index = classes.free_index
-        self.ignore_index = classes.ignore_index
-        x, y, z = grid.shape
-        self.occupied = np.zeros((x, y, z), dtype=np.int64)
-        self.observed = np.zeros((x, y, z), dtype=np.int64)
-        self.column_classes = np.zeros((x, y, self.free_index), dtype=np.int64)
-        self.frames = 0
-
-    def fit(self, labels: Iterable[tuple[np.ndarray, np.ndarray | None]]) -> ColumnMajorityBaseline:
-        """Count frames of ``(semantics [X, Y, Z], mask [X, Y, Z] or None)``."""
-        for semantics, mask in labels:
-            if semantics.shape != self.occupied.shape:
-                raise ValueError(
-                    f"ColumnMajorityBaseline.fit: labels of shape {semantics.shape}, "
-                    f"grid {self.occupied.shape}"
-                )
-            seen = semantics != self.ignore_index
-            if mask is not None:
-                seen &= np.asarray(mask).astype(bool)
-            occupied = seen & (semantics != self.free_index)
-            self.observed += seen
-            self.occupied += occupied
-            x, y, _ = np.nonzero(occupied)
-            np.add.at(self.column_classes, (x, y, semantics[occupied].astype(np.int64)), 1)
-            self.frames += 1
-        return self
-
-    def predict(self) -> torch.Tensor:
-        """[X, Y, Z] int64."""
-        if self.frames == 0:
-            raise ValueError("ColumnMajorityBaseline.predict: fit it on training labels first")
-        column_class = self.column_classes.argmax(axis=-1)  # [X, Y]
-        occupied = 2 * self.occupied > self.observed
-        labels = np.where(occupied, column_class[..., None], self.free_index)
-        return torch.from_numpy(labels.astype(np.int64))
-
 
 def training_labels(
     dataset: OccDataset, mask: str
@@ -323,6 +149,7 @@ def fit_baselines(
     return {"all_free": AllFreeBaseline(grid, classes.free_index), "column_majority": majority}
 
 
+
 # --------------------------------------------------------------------------- results
 
 
@@ -336,29 +163,6 @@ class EvaluationResult:
     def report(self) -> str:
         """Every table under its title."""
         return "\n\n".join(f"== {title}\n{table}" for title, table in self.tables.items())
-
-
-def json_safe(metrics: Mapping[str, float]) -> dict[str, float | None]:
-    """Metrics for a JSON file, which has no NaN: undefined values become null."""
-    return {key: None if math.isnan(value) else value for key, value in metrics.items()}
-
-
-def format_rows(rows: Mapping[str, Mapping[str, float]], columns: Sequence[str]) -> str:
-    """Aligned plain-text table of named rows of fractions, printed as percentages."""
-    header = ["", *columns]
-
-    def cell(value: float) -> str:
-        return "nan" if math.isnan(value) else f"{value * 100:.2f}"
-
-    body = [
-        [name, *(cell(values.get(c, math.nan)) for c in columns)] for name, values in rows.items()
-    ]
-    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-    lines = [
-        "  ".join([row[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(row[1:], widths[1:]))])
-        for row in [header, *body]
-    ]
-    return "\n".join(lines)
 
 
 class VoxelScores:
@@ -418,7 +222,7 @@ def score_lidar_depth(
     parts, depths = [], []
     for cam in cameras:
         has_depth = targets[cam].select(targets[cam].depth > 0)
-        rays = image_rays(has_depth.uv, info["cams"][cam], info, bev_aug)
+        rays = camera_rays(has_depth.uv, info["cams"][cam], info, bev_aug)
         keep = torch.from_numpy(reachable(rays, has_depth.depth, grid))
         parts.append({name: value[keep] for name, value in rays.items()})
         depths.append(torch.from_numpy(has_depth.depth)[keep])
@@ -452,10 +256,12 @@ def score_oracle_depth(
         cam_info = info["cams"][cam]
         strided: StridedGrid = camera_grid(cam_info, stride)
         depth, _ = load_oracle(
-            oracle_path(dataroot, cam, cam_info), info["token"], (strided.height, strided.width)
+            oracle_path(dataroot, cam, cam_info["data_path"]),
+            f"sample {info['token']}",
+            (strided.height, strided.width),
         )
         target = strided.subsample(depth).ravel()
-        rays = image_rays(strided.pixel_centres(), cam_info, info, bev_aug)
+        rays = camera_rays(strided.pixel_centres(), cam_info, info, bev_aug)
         target = np.where(reachable(rays, target, grid), target, 0.0)
         metric.update(
             rendered.depth.reshape(1, -1), target[None], where=f"sample {info['token']} {cam}"
@@ -571,7 +377,7 @@ def _merge_and_report(
     if baseline_scores and model_scores is not None:
         classes = model_scores.occupancy.class_names
         subset = len(classes) - len(model_scores.exclude)
-        columns = [f"mIoU_{len(classes)}_classes", f"mIoU_{subset}_classes"]
+        columns = [miou_key(len(classes)), miou_key(subset)]
         tables["model vs baselines"] = format_rows(comparison, columns + ["geometry_IoU", "RayIoU"])
     return EvaluationResult(metrics, tables)
 

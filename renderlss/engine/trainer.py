@@ -24,11 +24,12 @@ from torch.utils.data import DataLoader
 from renderlss.configuration import to_dict
 from renderlss.data.collate import collate, to_device
 from renderlss.data.dataset import OccDataset
-from renderlss.eval.pictures import sample_pictures
-from renderlss.eval.runner import eval_dataset, evaluate, lidar_source, predicted_volumes
-from renderlss.experiment import ExperimentConfig
+from renderlss.engine.build import build_model
+from renderlss.engine.evaluation import eval_dataset, evaluate, lidar_source, predicted_volumes
+from renderlss.engine.experiment import ExperimentConfig
+from renderlss.engine.pictures import sample_pictures
+from renderlss.eval.metrics import miou_key
 from renderlss.io import atomic_save_json
-from renderlss.models.build import build_model
 from renderlss.models.losses import class_weights_from_counts
 from renderlss.models.objective import loss_terms
 from renderlss.models.occupancy_net import OccupancyNet
@@ -222,9 +223,10 @@ class Trainer:
             )
             scalars = {k: v for k, v in result.metrics.items() if not k.startswith("baseline/")}
             self.tb.scalars("val", scalars, self.step)
+            headline = miou_key(len(config.data.classes.occ_class_names))
             summary = " ".join(
                 f"{k}={scalars[k]:.4f}"
-                for k in ("mIoU_17_classes", "RayIoU", "depth/lidar/abs_rel")
+                for k in (headline, "RayIoU", "depth/lidar/abs_rel")
                 if k in scalars
             )
             self.log(f"[{self.step}] val {summary}")

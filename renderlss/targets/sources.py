@@ -2,7 +2,8 @@
 
 A source maps one keyframe info (see ``docs/formats.md``) to :class:`PixelTargets` per camera,
 in original image coordinates. The default source projects the keyframe LiDAR sweep with its
-lidarseg labels; dense multi-frame depth and SAM-derived labels are sources of the same shape.
+lidarseg labels; dense multi-frame depth, SAM-derived labels and the synthetic oracle are
+sources of the same shape.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ from typing import Protocol
 
 import numpy as np
 
-from renderlss.data.infos import info_pose
 from renderlss.geometry import transform_points
-from renderlss.labels.lidar_projection import (
+from renderlss.records.infos import info_pose
+from renderlss.targets.lidar import (
     lidar_to_camera,
     load_lidar_points,
     load_lidarseg_labels,
     outside_box,
     project_lidar_targets,
 )
-from renderlss.labels.pixel_targets import PixelTargets
+from renderlss.targets.pixel_targets import PixelTargets
 
 
 class TargetSource(Protocol):

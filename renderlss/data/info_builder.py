@@ -1,13 +1,11 @@
-"""Info files: one pickle per split listing every keyframe with the paths and poses a model
-needs (format in docs/formats.md). Built from any nuScenes-format dataroot through
-nuscenes-devkit, or read from BEVDet-style pickles that users already have."""
+"""Info files built from a nuScenes-format dataroot through nuscenes-devkit: one pickle per
+split listing every keyframe with the paths and poses a model needs (the record layout and
+its readers are ``renderlss.records.infos``; format in docs/formats.md)."""
 
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from nuscenes.nuscenes import NuScenes
@@ -25,38 +23,19 @@ from renderlss.data.nuscenes_access import (
     scene_sample_tokens,
 )
 from renderlss.data.splits import split_scenes
-from renderlss.geometry import compose, invert_pose, pose_matrix
-from renderlss.io import atomic_save_pickle
-
-INFO_FORMAT = "renderlss-infos"
-INFO_FORMAT_VERSION = 1
-BOX_FIELDS = ("x", "y", "z", "l", "w", "h", "yaw")
-# Folders of a nuScenes dataroot; a relative BEVDet path is cut to start at one of them.
-DATAROOT_FOLDERS = ("samples", "sweeps", "lidarseg", "gts")
+from renderlss.geometry import compose, invert_pose
+from renderlss.records.infos import (
+    BOX_FIELDS,
+    INFO_FORMAT,
+    INFO_FORMAT_VERSION,
+    info_output_path,
+    occ_label_path,
+    save_infos,
+)
 
 
 class MissingFileError(FileNotFoundError):
     """A file that the tables reference is not on disk."""
-
-
-def info_pose(record: dict, name: str, where: str) -> np.ndarray:
-    """[4, 4] float64 pose from ``<name>_rotation`` / ``<name>_translation`` of an info record."""
-    try:
-        return pose_matrix(
-            record[f"{name}_rotation"], record[f"{name}_translation"], f"{where}, {name}"
-        )
-    except KeyError as err:
-        raise ValueError(f"{where}: field {err.args[0]!r} missing") from err
-
-
-def occ_label_path(scene_name: str, sample_token: str) -> str:
-    """Occ3D label file of a keyframe, relative to the dataroot."""
-    return f"gts/{scene_name}/{sample_token}/labels.npz"
-
-
-def info_output_path(out_dir: str | Path, prefix: str, split: str) -> Path:
-    """``<out_dir>/<prefix>_infos_<split>.pkl``."""
-    return Path(out_dir) / f"{prefix}_infos_{split}.pkl"
 
 
 def _pose_fields(nusc: NuScenes, table: str, token: str, name: str) -> dict:
@@ -285,140 +264,3 @@ def create_infos(
                 skipped=skipped,
             )
     return CreateReport(version, nusc.dataroot, has_lidarseg, reports, unassigned)
-
-
-def save_infos(path: str | Path, metadata: dict, infos: list[dict]) -> None:
-    """Write an info pickle atomically."""
-    atomic_save_pickle(path, dict(metadata=metadata, infos=infos))
-
-
-def _dataroot_relative(path: str) -> str:
-    """A BEVDet path made relative to the dataroot where it can be: absolute paths stay,
-    ``./data/nuscenes/samples/...`` becomes ``samples/...``."""
-    if not path or os.path.isabs(path):
-        return path
-    parts = Path(path).parts
-    for i, part in enumerate(parts):
-        if part in DATAROOT_FOLDERS:
-            return str(Path(*parts[i:]))
-    return path
-
-
-def _bevdet_occ_path(path: str) -> str:
-    """BEVDet-Occ stores the label folder; the labels are ``labels.npz`` inside it."""
-    path = _dataroot_relative(path)
-    if path and not path.endswith(".npz"):
-        path = os.path.join(path, "labels.npz")
-    return path
-
-
-def _bevdet_sensor(record: dict, where: str) -> dict:
-    try:
-        return dict(
-            data_path=_dataroot_relative(record["data_path"]),
-            sample_data_token=record.get("sample_data_token", ""),
-            timestamp=int(record.get("timestamp", 0)),
-            sensor2ego_rotation=list(record["sensor2ego_rotation"]),
-            sensor2ego_translation=list(record["sensor2ego_translation"]),
-            ego2global_rotation=list(record["ego2global_rotation"]),
-            ego2global_translation=list(record["ego2global_translation"]),
-        )
-    except KeyError as err:
-        raise ValueError(f"{where}: missing field {err.args[0]!r}") from err
-
-
-def normalise_bevdet_info(info: dict, where: str) -> dict:
-    """One BEVDet info dict in our layout. Boxes are not carried over: their frame and yaw
-    convention differ between the mmdet3d versions that wrote them (rebuild from the
-    dataroot when boxes are needed)."""
-    token = info.get("token", "")
-    where = f"{where}: sample {token or '?'}"
-    try:
-        cams = {
-            name: dict(
-                _bevdet_sensor(cam, f"{where}, camera {name}"),
-                cam_intrinsic=np.asarray(cam["cam_intrinsic"], dtype=np.float64).tolist(),
-                width=int(cam.get("width", 0)),
-                height=int(cam.get("height", 0)),
-            )
-            for name, cam in info["cams"].items()
-        }
-        out = dict(
-            token=info["token"],
-            scene_token=info.get("scene_token", ""),
-            scene_name=info.get("scene_name", ""),
-            timestamp=int(info.get("timestamp", 0)),
-            prev=info.get("prev", "") or "",
-            next=info.get("next", "") or "",
-            lidar_token=info.get("lidar_token", ""),
-            lidar_path=_dataroot_relative(info.get("lidar_path", "")),
-            lidarseg_path=_dataroot_relative(info.get("lidarseg_path", "")),
-            lidar2ego_rotation=list(info["lidar2ego_rotation"]),
-            lidar2ego_translation=list(info["lidar2ego_translation"]),
-            ego2global_rotation=list(info["ego2global_rotation"]),
-            ego2global_translation=list(info["ego2global_translation"]),
-            sweeps=[
-                _bevdet_sensor(s, f"{where}, sweep {i}")
-                for i, s in enumerate(info.get("sweeps", []))
-            ],
-            cams=cams,
-            gt_boxes=np.zeros((0, len(BOX_FIELDS)), dtype=np.float32),
-            gt_velocity=np.zeros((0, 2), dtype=np.float32),
-            gt_names=[],
-            instance_tokens=[],
-            num_lidar_pts=np.zeros(0, dtype=np.int64),
-            occ_path=_bevdet_occ_path(info.get("occ_path", "")),
-        )
-    except KeyError as err:
-        raise ValueError(f"{where}: missing field {err.args[0]!r}") from err
-    return out
-
-
-def load_infos(path: str | Path) -> tuple[dict, list[dict]]:
-    """Read an info pickle (ours or BEVDet-style) as ``(metadata, infos)`` in our layout.
-
-    Raises:
-        ValueError: unreadable file, mmdet3d>=1.1 ``{metainfo, data_list}`` pickles, or any
-            other layout, naming the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"info file {path} does not exist")
-    try:
-        with open(path, "rb") as handle:
-            data = pickle.load(handle)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
-        raise ValueError(f"{path}: not a readable info pickle ({err!r})") from err
-    if isinstance(data, dict) and "data_list" in data and "metainfo" in data:
-        raise ValueError(
-            f"{path}: this is an mmdet3d>=1.1 info file ({{metainfo, data_list}}); it stores "
-            "lidar2cam/cam2img per image instead of each camera's ego pose at its own time, "
-            "which the camera-to-key-ego chain needs. Rebuild infos from the dataroot with "
-            "tools/create_data.py."
-        )
-    if not (isinstance(data, dict) and isinstance(data.get("infos"), list)):
-        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"{path}: expected dict(metadata=..., infos=[...]), got {keys}")
-    metadata = data.get("metadata") or {}
-    if metadata.get("format") == INFO_FORMAT:
-        if metadata.get("format_version") != INFO_FORMAT_VERSION:
-            raise ValueError(
-                f"{path}: info format_version {metadata.get('format_version')!r}, this code "
-                f"reads {INFO_FORMAT_VERSION}; rebuild with tools/create_data.py"
-            )
-        return metadata, data["infos"]
-    infos = [normalise_bevdet_info(info, str(path)) for info in data["infos"]]
-    cameras = list(infos[0]["cams"]) if infos else []
-    return (
-        dict(
-            format=INFO_FORMAT,
-            format_version=INFO_FORMAT_VERSION,
-            version=metadata.get("version", ""),
-            dataroot="",
-            split="",
-            cameras=cameras,
-            has_lidarseg=any(info["lidarseg_path"] for info in infos),
-            has_occ=any(info["occ_path"] for info in infos),
-        ),
-        infos,
-    )

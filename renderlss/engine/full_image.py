@@ -18,16 +18,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from renderlss.data.dataset import load_image
-from renderlss.data.render_targets import camera_to_key_ego, inside_grid, pixel_rays
+from renderlss.data.render_targets import inside_grid, rays_from_uv
+from renderlss.geometry import nearest_per_pixel
 from renderlss.geometry.grid import VoxelGrid
-from renderlss.labels.lidar_projection import nearest_per_pixel
-from renderlss.labels.pixel_targets import PixelTargets
-from renderlss.labels.sources import TargetSource
 from renderlss.ops.render import RenderOutput
+from renderlss.records.files import read_rgb_image
+from renderlss.records.infos import camera_to_key_ego
+from renderlss.records.oracle import ORACLE_SKY, has_oracle, load_oracle, oracle_path
+from renderlss.targets.pixel_targets import PixelTargets
+from renderlss.targets.sources import TargetSource
 
-ORACLE_DIR = "oracle"
-ORACLE_NO_CLASS = 255  # oracle semantics where a pixel sees sky
 # A rendered pixel whose ray collected less weight than this saw nothing: its logits are a
 # near-zero sum whose argmax means nothing, so pictures show it as free.
 SEEN_OPACITY = 0.5
@@ -86,7 +86,7 @@ def camera_grid(cam_info: dict, stride: int) -> StridedGrid:
     return StridedGrid(int(cam_info["height"]), int(cam_info["width"]), stride)
 
 
-def image_rays(
+def camera_rays(
     uv: np.ndarray, cam_info: dict, key_info: dict, bev_aug: np.ndarray
 ) -> dict[str, torch.Tensor]:
     """Rays through original image coordinates of one camera, in the (augmented) key-ego
@@ -99,7 +99,7 @@ def image_rays(
     """
     cam2key = bev_aug @ camera_to_key_ego(cam_info, key_info)
     intrinsic = np.asarray(cam_info["cam_intrinsic"], dtype=np.float64)
-    origins, dirs, z_per_t = pixel_rays(uv, intrinsic, cam2key)
+    origins, dirs, z_per_t = rays_from_uv(uv, intrinsic, cam2key)
     return dict(
         origins=torch.from_numpy(np.ascontiguousarray(origins)),
         dirs=torch.from_numpy(dirs),
@@ -170,7 +170,7 @@ def render_camera_images(
     """
     grids = [camera_grid(key_info["cams"][cam], stride) for cam in cameras]
     parts = [
-        image_rays(grid.pixel_centres(), key_info["cams"][cam], key_info, bev_aug)
+        camera_rays(grid.pixel_centres(), key_info["cams"][cam], key_info, bev_aug)
         for cam, grid in zip(cameras, grids)
     ]
     rays = {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
@@ -193,35 +193,6 @@ def render_camera_images(
     return images
 
 
-def oracle_path(dataroot: str | Path, camera: str, cam_info: dict) -> Path:
-    """``<dataroot>/oracle/<CAM>/<image file stem>.npz`` of a keyframe image."""
-    return Path(dataroot) / ORACLE_DIR / camera / f"{Path(cam_info['data_path']).stem}.npz"
-
-
-def has_oracle(dataroot: str | Path) -> bool:
-    """True when the dataroot carries the synthetic oracle."""
-    return (Path(dataroot) / ORACLE_DIR).is_dir()
-
-
-def load_oracle(path: Path, token: str, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The oracle of one image: depth [H, W] float32 (0 = sky) and semantics [H, W] uint8
-    (255 = sky), checked against the image size ``(H, W)``."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: oracle file missing (sample {token})")
-    try:
-        with np.load(path) as data:
-            maps = {name: np.asarray(data[name]) for name in ("depth", "semantics")}
-    except (OSError, ValueError, KeyError, EOFError) as err:
-        raise ValueError(f"{path}: oracle file unreadable (sample {token}): {err}") from err
-    for name, value in maps.items():
-        if value.shape != size:
-            raise ValueError(
-                f"{path}: field {name!r} has shape {value.shape}, the image is {size} "
-                f"(sample {token})"
-            )
-    return maps["depth"].astype(np.float32), maps["semantics"]
-
-
 def rasterise_targets(
     targets: PixelTargets, grid: StridedGrid, ignore_index: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -236,15 +207,8 @@ def rasterise_targets(
     height, width = grid.shape
     depth = np.zeros((height, width), dtype=np.float32)
     semantics = np.full((height, width), ignore_index, dtype=np.int64)
-    block_uv = np.floor(targets.uv) // grid.stride
-    inside = (
-        (targets.depth > 0)
-        & (block_uv[:, 0] >= 0)
-        & (block_uv[:, 0] < width)
-        & (block_uv[:, 1] >= 0)
-        & (block_uv[:, 1] < height)
-    )
-    block_uv, kept = block_uv[inside], targets.select(inside)
+    kept = targets.select(targets.depth > 0)
+    block_uv = np.floor(kept.uv) // grid.stride
     nearest = nearest_per_pixel(block_uv, kept.depth, width, height)
     rows, cols = block_uv[nearest, 1].astype(np.int64), block_uv[nearest, 0].astype(np.int64)
     depth[rows, cols] = kept.depth[nearest]
@@ -298,16 +262,17 @@ def sample_camera_maps(
         cam_info = info["cams"][cam]
         grid = camera_grid(cam_info, stride)
         path = Path(dataroot) / cam_info["data_path"]
-        picture = load_image(str(path), info["token"])
+        where = f"sample {info['token']}"
+        picture = read_rgb_image(path, where)
         lidar_depth, lidar_semantics = rasterise_targets(targets[cam], grid, ignore_index)
         oracle_depth = oracle_semantics = None
         if with_oracle:
             depth, semantics = load_oracle(
-                oracle_path(dataroot, cam, cam_info), info["token"], picture.shape[:2]
+                oracle_path(dataroot, cam, cam_info["data_path"]), where, picture.shape[:2]
             )
             oracle_depth = grid.subsample(depth)
             classes = grid.subsample(semantics).astype(np.int64)
-            oracle_semantics = np.where(classes == ORACLE_NO_CLASS, ignore_index, classes)
+            oracle_semantics = np.where(classes == ORACLE_SKY, ignore_index, classes)
         out.append(
             CameraMaps(
                 cam,

@@ -10,10 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from renderlss.geometry import compose, invert_pose, project_to_image
-from renderlss.labels.pixel_targets import PixelTargets
+from renderlss.geometry import compose, invert_pose, nearest_per_pixel, project_to_image
+from renderlss.targets.pixel_targets import PixelTargets
 
 POINT_DIMS = 5  # x, y, z, intensity, ring: the nuScenes .pcd.bin layout
+# Ego-vehicle body in the ego frame (x0, y0, z0, x1, y1, z1): LiDAR returns inside it are
+# dropped. It covers a nuScenes-sized car with the rear axle at the origin.
+DEFAULT_EGO_BOX = (-1.2, -1.1, -0.5, 3.6, 1.1, 2.2)
+DEFAULT_MIN_DEPTH = 0.5  # camera-z metres; nearer points are dropped
 
 
 def load_lidar_points(path: str | Path) -> np.ndarray:
@@ -61,23 +65,6 @@ def outside_box(points: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
     return ~np.all((points >= lo) & (points <= hi), axis=1)
 
 
-def nearest_per_pixel(uv: np.ndarray, depth: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Indices of the nearest point in each pixel (a z-buffer), in ascending pixel order.
-
-    Args:
-        uv: [M, 2] image coordinates, all inside the image; depth: [M] camera z.
-    Returns:
-        [K] indices into ``uv``, one per occupied pixel.
-    """
-    cols = np.floor(uv[:, 0]).astype(np.int64)
-    rows = np.floor(uv[:, 1]).astype(np.int64)
-    pixel = rows * width + cols
-    order = np.lexsort((depth, pixel))
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = pixel[order][1:] != pixel[order][:-1]
-    return order[first]
-
-
 def project_lidar_targets(
     points_cam: np.ndarray,
     semantics: np.ndarray,
@@ -97,14 +84,8 @@ def project_lidar_targets(
         One target per hit pixel at the pixel centre, from the nearest point in that pixel.
     """
     uv, depth = project_to_image(points_cam, intrinsic)
-    inside = (
-        (depth > min_depth)
-        & (uv[:, 0] >= 0)
-        & (uv[:, 0] < width)
-        & (uv[:, 1] >= 0)
-        & (uv[:, 1] < height)
-    )
-    uv, depth, semantics = uv[inside], depth[inside], semantics[inside]
+    near = depth > min_depth
+    uv, depth, semantics = uv[near], depth[near], semantics[near]
     keep = nearest_per_pixel(uv, depth, width, height)
     centres = np.floor(uv[keep]) + 0.5
     return PixelTargets(
