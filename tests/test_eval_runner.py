@@ -106,8 +106,10 @@ class LabelVolume(nn.Module):
         labels = torch.roll(batch["voxel_semantics"], self.shift, dims=1)
         occupied = labels != self.free_index
         one_hot = F.one_hot(labels.clamp(max=self.free_index), self.free_index + 1)
+        density = (occupied.float() * SIGMA)[:, None]
         return dict(
-            density=(occupied.float() * SIGMA)[:, None],
+            density=density,
+            occupancy_density=density,
             logits=(one_hot * occupied[..., None]).permute(0, 4, 1, 2, 3).float(),
         )
 
@@ -149,7 +151,11 @@ class OracleLookup(nn.Module):
         (meta,) = batch["meta"]
         self.info = self.dataset.infos[self.dataset.index_of_token[meta["token"]]]
         shape = (1, 1, *self.dataset.config.grid.shape)
-        return dict(density=torch.zeros(shape), logits=torch.zeros(shape))
+        return dict(
+            density=torch.zeros(shape),
+            occupancy_density=torch.zeros(shape),
+            logits=torch.zeros(shape),
+        )
 
     def render(self, predictions: dict, rays: dict) -> RenderOutput:
         origins = rays["origins"][0].double().numpy()

@@ -63,7 +63,7 @@ def test_forward_shapes_and_every_loss_has_gradient(setup):
     assert predictions["logits"].shape == (2, 18, 32, 32, 4)
     assert predictions["depth_logits"].shape == (12, 8, 4, 6)
     assert rendered.depth.shape == (2, 32) and rendered.semantics.shape == (2, 32, 18)
-    terms = loss_terms(predictions, rendered, batch, config.model, {}, 255)
+    terms = loss_terms(predictions, rendered, batch, config.model, {}, 255, config.data.grid)
     assert set(terms) == {"depth", "semantic", "distortion", "entropy", "lss_depth"}
     for name, value in terms.items():
         assert torch.isfinite(value), name

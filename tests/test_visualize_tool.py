@@ -71,7 +71,7 @@ def test_visualize_writes_the_four_pictures_of_a_sample(trained, tmp_path, capsy
     classes = config.data.classes
     threshold = config.eval.density_threshold  # the rule of the config (demo: logits)
     predicted = predict_occupancy(
-        volume["density"], volume["logits"], threshold, classes.free_index
+        volume["occupancy_density"], volume["logits"], threshold, classes.free_index
     )[0]
     mask = occ3d_eval_mask({"mask_camera": batch["mask_camera"][0]}, "camera", token)
     bev, oblique = occupancy_figures(

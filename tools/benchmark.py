@@ -253,7 +253,13 @@ def case_model(scale: str, device: str, repeats: int) -> dict:
         model.zero_grad(set_to_none=True)
         predictions, rendered = model(batch)
         terms = loss_terms(
-            predictions, rendered, batch, config.model, {}, config.data.classes.ignore_index
+            predictions,
+            rendered,
+            batch,
+            config.model,
+            {},
+            config.data.classes.ignore_index,
+            config.data.grid,
         )
         sum(terms.values()).backward()
 

@@ -305,7 +305,7 @@ def evaluate(
     show = progress and is_main_process()
     for batch, predictions in predicted_volumes(model, dataset, eval_config, device, show):
         labels = predict_occupancy(
-            predictions["density"], predictions["logits"], threshold, free_index
+            predictions["occupancy_density"], predictions["logits"], threshold, free_index
         )
         for b, meta in enumerate(batch["meta"]):
             info = sample_info(dataset, meta)
@@ -407,7 +407,7 @@ def sweep_thresholds(
             where = f"{dataset.source}: sample {meta['token']}"
             fields = {name: batch[name][b] for name in ("mask_camera", "mask_lidar")}
             mask = occ3d_eval_mask(fields, eval_config.mask, where)
-            density = predictions["density"][b : b + 1]
+            density = predictions["occupancy_density"][b : b + 1]
             # Density is >= 0, so a threshold of -1 gives every voxel its occupied class; each
             # threshold then only decides which voxels are free.
             classes_everywhere = predict_occupancy(

@@ -72,7 +72,7 @@ def sample_pictures(
     if "voxel_semantics" not in batch:
         return pictures
     predicted = predict_occupancy(
-        predictions["density"][b : b + 1],
+        predictions["occupancy_density"][b : b + 1],
         predictions["logits"][b : b + 1],
         eval_config.density_threshold,
         classes.free_index,

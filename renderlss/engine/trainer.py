@@ -285,6 +285,7 @@ class Trainer:
             cfg.model,
             self.class_weights,
             cfg.data.classes.ignore_index,
+            cfg.data.grid,
         )
 
     def _train_step(self, batches: Iterator[dict]) -> dict[str, float]:

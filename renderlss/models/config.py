@@ -127,9 +127,25 @@ class HeadConfig:
     hidden_channels: int = 64
     # Hidden layers of each MLP branch; 0 makes each branch a single linear map.
     num_hidden_layers: int = 1
+    # Density (sigma per metre) of every voxel at initialisation, set through the output bias
+    # of the density MLP; None keeps PyTorch's default init (sigma about 0.7 /m). A low value
+    # lets the first rays reach the surfaces they are supervised with: at 0.7 /m a camera ray
+    # has lost 99 % of its transmittance after 7 m, and a surface farther away gets no gradient.
+    initial_density: float | None = None
+    # The per-voxel density that occupancy is read from (evaluation thresholds it; the voxel
+    # ray-query and 3D density losses supervise it): "centre", the stored value at the
+    # voxel centre; "peak", the largest density the renderer meets inside the voxel (over
+    # its 8 octant centres), so a voxel whose surface lies off its centre (a road surface in
+    # the lower half of a voxel layer) counts as occupied as it renders.
+    occupancy_field: Literal["centre", "peak"] = "centre"
 
     def validate(self, where: str) -> None:
         _require(self.num_classes >= 1, f"{where}.num_classes", "must be >= 1")
+        _require(
+            self.initial_density is None or self.initial_density > 0.0,
+            f"{where}.initial_density",
+            f"must be > 0 (or None), got {self.initial_density}",
+        )
         _require(self.hidden_channels > 0, f"{where}.hidden_channels", "must be positive")
         _require(self.num_hidden_layers >= 0, f"{where}.num_hidden_layers", "must be >= 0")
 
@@ -154,6 +170,29 @@ class LossConfig:
     class_weight_max: float = 10.0
     # inv_log: w_c = 1 / ln(offset + N_c / sum(N)), bounded by 1 / ln(offset).
     inv_log_offset: float = 1.02
+    # Ray-termination loss (DS-NeRF): cross-entropy of the rendering weights against a
+    # Gaussian kernel at the target depth, of standard deviation (termination_width +
+    # termination_relative_width * t) / confidence metres along the ray.
+    termination_weight: float = 0.0
+    termination_width: float = 0.4
+    termination_relative_width: float = 0.0
+    # Ray-query losses: the volume is read at points along each target ray with depth;
+    # query_free_points points in front of the surface (up to query_free_margin voxels before
+    # it) are free, query_occupied_points points within query_occupied_depth voxels behind
+    # it are occupied. query_weight: BCE of their occupancy probability 1 - exp(-sigma * L),
+    # L = the smallest voxel edge; query_semantic_weight: class-weighted CE of their logits
+    # against the ray's class (occupied points) and the free class (free points).
+    query_weight: float = 0.0
+    query_semantic_weight: float = 0.0
+    query_free_points: int = 16
+    query_occupied_points: int = 4
+    query_free_margin: float = 1.0
+    query_occupied_depth: float = 1.0
+    # Where the points are read: "trilinear" interpolates the fields at the points, as the
+    # renderer does; "voxel" labels the voxels holding the points (occupied wins, as in
+    # Occ3D's labels) and supervises the voxels' occupancy density (model.head.occupancy_field),
+    # the value that evaluation thresholds.
+    query_sampling: Literal["trilinear", "voxel"] = "trilinear"
     # Regularisers on the per-ray rendering weights.
     distortion_weight: float = 0.01
     entropy_weight: float = 0.01
@@ -166,6 +205,10 @@ class LossConfig:
     # Voxel class counts (tools/class_frequencies.py --source occ) for the 3D loss's class
     # weights; "" weighs every class 1. Ray counts do not fit: rays never see free space.
     occ3d_class_counts: str = ""
+    # BCE of the density's occupancy probability (as query_weight) against the Occ3D labels
+    # (free vs any class), inside the camera mask when occ3d_use_camera_mask: the 3D loss
+    # then trains the density that is rendered, not only the class logits.
+    occ3d_density_weight: float = 0.0
 
     def validate(self, where: str) -> None:
         for name in (
@@ -175,6 +218,12 @@ class LossConfig:
             "entropy_weight",
             "lss_depth_weight",
             "occ3d_weight",
+            "occ3d_density_weight",
+            "termination_weight",
+            "termination_relative_width",
+            "query_weight",
+            "query_semantic_weight",
+            "query_free_margin",
             "class_weight_alpha",
         ):
             value = getattr(self, name)
@@ -183,6 +232,12 @@ class LossConfig:
         _require(self.silog_min_depth > 0.0, f"{where}.silog_min_depth", "must be positive")
         _require(self.class_weight_max >= 1.0, f"{where}.class_weight_max", "must be >= 1")
         _require(self.inv_log_offset > 1.0, f"{where}.inv_log_offset", "must be > 1")
+        _require(self.termination_width > 0.0, f"{where}.termination_width", "must be positive")
+        _require(
+            self.query_occupied_depth > 0.0, f"{where}.query_occupied_depth", "must be positive"
+        )
+        for name in ("query_free_points", "query_occupied_points"):
+            _require(getattr(self, name) >= 1, f"{where}.{name}", "must be >= 1")
 
 
 @dataclass

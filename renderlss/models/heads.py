@@ -9,6 +9,8 @@ decode sampled features.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -36,6 +38,9 @@ class OccupancyHead(nn.Module):
         num_classes: K, semantic classes including free.
         hidden_channels: width of the MLPs.
         num_hidden_layers: hidden layers per MLP (0: one linear map per output).
+        initial_density: sigma per metre of every voxel at initialisation (the density
+            MLP's output bias; its output weights start at 0 so that the value is exact);
+            None keeps PyTorch's default init.
     """
 
     def __init__(
@@ -44,6 +49,7 @@ class OccupancyHead(nn.Module):
         num_classes: int,
         hidden_channels: int = 64,
         num_hidden_layers: int = 1,
+        initial_density: float | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -52,6 +58,11 @@ class OccupancyHead(nn.Module):
             in_channels, hidden_channels, num_classes, num_hidden_layers
         )
         self.density_activation = nn.Softplus()
+        if initial_density is not None:
+            output = self.density_mlp[-1]
+            nn.init.zeros_(output.weight)
+            # Softplus(b) = initial_density.
+            nn.init.constant_(output.bias, math.log(math.expm1(initial_density)))
 
     def decode(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Field values of channels-last features.
@@ -78,4 +89,10 @@ class OccupancyHead(nn.Module):
 
 def build_head(cfg: HeadConfig, in_channels: int) -> OccupancyHead:
     """Occupancy head from its config and the 3D encoder's channels."""
-    return OccupancyHead(in_channels, cfg.num_classes, cfg.hidden_channels, cfg.num_hidden_layers)
+    return OccupancyHead(
+        in_channels,
+        cfg.num_classes,
+        cfg.hidden_channels,
+        cfg.num_hidden_layers,
+        cfg.initial_density,
+    )

@@ -275,3 +275,89 @@ def lss_depth_loss(
     else:
         raise ValueError(f"lss depth loss mode must be 'bce' or 'ce', got {mode!r}")
     return _weighted_mean(per_cell, valid.float())
+
+
+def target_distance(depth: torch.Tensor, z_per_t: torch.Tensor) -> torch.Tensor:
+    """Camera-z depth -> distance along the unit ray: ``t = z / z_per_t``. [R] -> [R]."""
+    return depth.float() / z_per_t.float().clamp(min=torch.finfo(torch.float32).tiny)
+
+
+def termination_kernel_width(
+    t_target: torch.Tensor, confidence: torch.Tensor, width: float, relative_width: float
+) -> torch.Tensor:
+    """Standard deviation [R] (metres along the ray) of the termination kernel of each ray:
+    ``(width + relative_width * t) / confidence``, so a less certain target (dense or
+    completed depth with confidence below 1) gets a wider kernel."""
+    base = width + relative_width * t_target
+    return base / confidence.float().clamp(min=0.05)
+
+
+def ray_termination_loss(
+    weights: torch.Tensor,
+    t_starts: torch.Tensor,
+    t_ends: torch.Tensor,
+    t_target: torch.Tensor,
+    kernel_width: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """Supervision of the ray-termination distribution itself (DS-NeRF's KL term).
+
+    Per ray, the cross-entropy ``-sum_i k_i log(w_i + eps)`` of the rendering weights
+    against a Gaussian termination kernel at the target distance, discretised on the ray's
+    own intervals: ``k_i`` is the kernel's mass on interval ``[s_i, e_i]`` renormalised over
+    the intervals (zero-length padding gets none). It is minimal when the weights equal the
+    kernel, so mass in front of the surface (floaters, a volume that never carves) and
+    behind it is penalised directly, not only through the mean depth. Mean over rays with a
+    target.
+
+    Args:
+        weights, t_starts, t_ends: [R, S] rendering weights and interval bounds (metres along
+            the ray).
+        t_target: [R] target distance along the ray (``<= 0``: no target).
+        kernel_width: [R] standard deviation of the kernel, metres along the ray.
+        weight: [R] optional mask or per-ray weights.
+        eps: keeps the log finite where a weight is 0.
+    Returns:
+        scalar.
+    """
+    sigma = kernel_width.float().clamp(min=1e-4).unsqueeze(-1)
+    centre = t_target.float().unsqueeze(-1)
+    normal_cdf = lambda t: 0.5 * (1.0 + torch.erf((t.float() - centre) / (sigma * math.sqrt(2))))  # noqa: E731
+    mass = (normal_cdf(t_ends) - normal_cdf(t_starts)).clamp(min=0.0)  # [R, S]
+    total = mass.sum(dim=-1, keepdim=True)
+    kernel = mass / total.clamp(min=torch.finfo(torch.float32).tiny)
+    per_ray = -(kernel * torch.log(weights.float() + eps)).sum(dim=-1)
+    valid = (t_target > 0) & (total.squeeze(-1) > 1e-6)
+    return _weighted_mean(per_ray, _weights_like(per_ray, weight) * valid)
+
+
+def occupancy_probability(density: torch.Tensor, length: float) -> torch.Tensor:
+    """Probability that a segment of ``length`` metres at a point stops a ray:
+    ``1 - exp(-sigma * length)``, the renderer's own alpha at that step length."""
+    return -torch.expm1(-density.float() * length)
+
+
+def occupancy_bce_loss(
+    density: torch.Tensor,
+    occupied: torch.Tensor,
+    length: float,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Binary cross-entropy of the occupancy probability of density values against
+    free (0) / occupied (1) labels, written on the densities for numerical safety:
+    ``-log p = -log(1 - exp(-sigma L))`` for occupied, ``-log(1 - p) = sigma L`` for free.
+
+    Args:
+        density: [P] sigma >= 0 per metre at P points (or voxels).
+        occupied: [P] bool labels.
+        length: L, metres: the step length that turns density into alpha.
+        weight: [P] optional mask or weights.
+    Returns:
+        scalar.
+    """
+    optical = density.float().clamp(min=0.0) * length
+    # -log(1 - exp(-x)), stable for small x (log of expm1) and for large x.
+    occupied_nll = -torch.log(-torch.expm1(-optical.clamp(min=1e-6)))
+    per_point = torch.where(occupied.bool(), occupied_nll, optical)
+    return _weighted_mean(per_point, _weights_like(per_point, weight))

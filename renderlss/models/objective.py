@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import torch
 
-from renderlss.models.config import ModelConfig
+from renderlss.geometry.grid import VoxelGrid
+from renderlss.models.config import LossConfig, ModelConfig
 from renderlss.models.losses import (
     distortion_loss,
     lss_depth_loss,
+    occupancy_bce_loss,
     occupancy_ce_loss,
     opacity_entropy_loss,
+    ray_termination_loss,
     semantic_ce_loss,
     silog_loss,
+    target_distance,
+    termination_kernel_width,
 )
 from renderlss.ops.render import RenderOutput
 
@@ -23,11 +28,13 @@ def loss_terms(
     model_config: ModelConfig,
     class_weights: dict[str, torch.Tensor | None],
     ignore_index: int,
+    grid: VoxelGrid,
 ) -> dict[str, torch.Tensor]:
     """Weighted loss terms (terms with weight 0 are not computed).
 
     Args:
-        predictions: ``density``, ``logits``, ``depth_logits`` of :class:`OccupancyNet`.
+        predictions: ``density``, ``logits``, ``depth_logits`` of :class:`OccupancyNet`, and
+            ``queries`` when a ray-query term is on.
         rendered: rendering along ``batch["targets"]`` rays ([B, R] per-ray outputs).
         batch: collated samples with ``targets`` (``depth``, ``semantics``, ``confidence``
             [B, R], ``image_depth`` [B, N, H, W]) and, for the 3D term, ``voxel_semantics``
@@ -35,6 +42,9 @@ def loss_terms(
         model_config: the ``model`` section (loss weights, depth bins, feature stride).
         class_weights: [K] class weights (or None for uniform) of the ``semantic`` and the
             ``occ3d`` term.
+        ignore_index: class value of targets without a class.
+        grid: the volume's voxel grid; its smallest edge L turns density into occupancy
+            probability ``1 - exp(-sigma L)`` for the ray-query and 3D density terms.
     Returns:
         {term name: weighted scalar}; their sum is the training loss.
     """
@@ -74,6 +84,48 @@ def loss_terms(
             model_config.neck.out_stride,
             config.lss_depth_mode,
         )
+    length = float(min(grid.voxel_size))
+    if config.termination_weight:
+        t_target = target_distance(targets["depth"].flatten(), targets["z_per_t"].flatten())
+        width = termination_kernel_width(
+            t_target, confidence, config.termination_width, config.termination_relative_width
+        )
+        terms["termination"] = config.termination_weight * ray_termination_loss(
+            rendered.weights.flatten(0, 1),
+            rendered.t_starts.flatten(0, 1),
+            rendered.t_ends.flatten(0, 1),
+            t_target,
+            width,
+            confidence,
+        )
+    if (config.query_weight or config.query_semantic_weight) and config.query_sampling == "voxel":
+        terms.update(
+            voxel_query_terms(
+                predictions, config, class_weights.get("semantic"), ignore_index, length
+            )
+        )
+    elif config.query_weight or config.query_semantic_weight:
+        terms.update(
+            ray_query_terms(
+                predictions["queries"],
+                targets,
+                config,
+                class_weights.get("semantic"),
+                ignore_index,
+                length,
+            )
+        )
+    if config.occ3d_density_weight:
+        mask = batch["mask_camera"] if config.occ3d_use_camera_mask else None
+        labels = batch["voxel_semantics"]
+        known = labels != ignore_index
+        weight = known if mask is None else known & mask.bool()
+        terms["occ3d_density"] = config.occ3d_density_weight * occupancy_bce_loss(
+            predictions["occupancy_density"][:, 0].flatten(),
+            (labels != model_config.head.num_classes - 1).flatten(),
+            length,
+            weight.flatten(),
+        )
     if config.occ3d_weight:
         mask = batch["mask_camera"] if config.occ3d_use_camera_mask else None
         terms["occ3d"] = config.occ3d_weight * occupancy_ce_loss(
@@ -83,4 +135,93 @@ def loss_terms(
             class_weights.get("occ3d"),
             ignore_index,
         )
+    return terms
+
+
+def ray_query_terms(
+    queries: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor],
+    config: LossConfig,
+    class_weights: torch.Tensor | None,
+    ignore_index: int,
+    length: float,
+) -> dict[str, torch.Tensor]:
+    """The weighted ray-query terms from :meth:`OccupancyNet.query` samples.
+
+    ``query``: occupancy BCE of the free and occupied points, the two sets weighted equally
+    (each the mean over its own points) so that the many free points do not drown the few
+    occupied ones. ``query_semantic``: CE of the occupied points' logits against the ray's
+    class and of the free points' logits against the free class (the last class).
+    Every point carries its ray's confidence.
+    """
+    confidence = targets["confidence"].float()
+    terms = {}
+    if config.query_weight:
+        parts = [
+            occupancy_bce_loss(
+                queries[f"{part}_density"].flatten(),
+                torch.full_like(queries[f"{part}_valid"], part == "occupied").flatten(),
+                length,
+                (queries[f"{part}_valid"] * confidence.unsqueeze(-1)).flatten(),
+            )
+            for part in ("free", "occupied")
+        ]
+        terms["query"] = config.query_weight * 0.5 * (parts[0] + parts[1])
+    if config.query_semantic_weight:
+        occupied_logits = queries["occupied_logits"]
+        free_logits = queries["free_logits"]
+        num_classes = occupied_logits.shape[-1]
+        ray_class = targets["semantics"].long().unsqueeze(-1)
+        parts = []
+        for logits, label, valid in (
+            (occupied_logits, ray_class.expand(occupied_logits.shape[:-1]), "occupied_valid"),
+            (free_logits, torch.full(free_logits.shape[:-1], num_classes - 1), "free_valid"),
+        ):
+            weight = queries[valid] * confidence.unsqueeze(-1)
+            parts.append(
+                semantic_ce_loss(
+                    logits.flatten(0, -2),
+                    label.to(logits.device).flatten(),
+                    class_weights,
+                    weight.flatten(),
+                    ignore_index,
+                )
+            )
+        terms["query_semantic"] = config.query_semantic_weight * 0.5 * (parts[0] + parts[1])
+    return terms
+
+
+def voxel_query_terms(
+    predictions: dict[str, torch.Tensor],
+    config: LossConfig,
+    class_weights: torch.Tensor | None,
+    ignore_index: int,
+    length: float,
+) -> dict[str, torch.Tensor]:
+    """The weighted ray-query terms on the voxels the query points label
+    (``query_sampling="voxel"``): occupancy BCE of the voxels' occupancy density, free and
+    occupied voxels
+    weighted equally, and CE of the logits (ray class / free class)."""
+    state = predictions["queries"]["voxel_state"]
+    free, occupied = state == 1, state == 2
+    terms = {}
+    if config.query_weight:
+        density = predictions["occupancy_density"][:, 0]
+        parts = [
+            occupancy_bce_loss(density.flatten(), occupied.flatten(), length, mask.flatten())
+            for mask in (free, occupied)
+        ]
+        terms["query"] = config.query_weight * 0.5 * (parts[0] + parts[1])
+    if config.query_semantic_weight:
+        logits = predictions["logits"]
+        free_class = logits.shape[1] - 1
+        labels = torch.where(occupied, predictions["queries"]["voxel_class"], free_class)
+        flat_logits = logits.movedim(1, -1).reshape(-1, logits.shape[1])
+        parts = [
+            semantic_ce_loss(
+                flat_logits, labels.flatten(), class_weights, mask.flatten(), ignore_index
+            )
+            for mask in (free, occupied)
+        ]
+        terms["query_semantic"] = config.query_semantic_weight * 0.5 * (parts[0] + parts[1])
     return terms

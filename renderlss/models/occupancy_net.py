@@ -18,6 +18,13 @@ from renderlss.models.depth_net import build_depth_net, camera_params
 from renderlss.models.encoder3d import build_encoder3d
 from renderlss.models.heads import build_head
 from renderlss.models.neck import build_neck
+from renderlss.models.ray_query import (
+    entry_distance,
+    query_points,
+    ray_query_samples,
+    voxel_labels_from_queries,
+    voxel_peak_density,
+)
 from renderlss.ops.config import RenderConfig
 from renderlss.ops.frustum import frustum_points
 from renderlss.ops.rays import Rays
@@ -55,7 +62,8 @@ class OccupancyNet(nn.Module):
                 ``cam2ego`` [B, N, 4, 4] (see docs/data.md).
         Returns:
             density [B, 1, X, Y, Z] (sigma >= 0 per metre), logits [B, K, X, Y, Z],
-            depth_logits [B*N, D, h, w].
+            occupancy_density [B, 1, X, Y, Z] (the density occupancy is read from,
+            ``model.head.occupancy_field``), depth_logits [B*N, D, h, w].
         """
         images = batch["img"]
         b, n = images.shape[:2]
@@ -72,7 +80,15 @@ class OccupancyNet(nn.Module):
         depth = depth_logits.softmax(dim=1).unflatten(0, (b, n))
         volume = splat_depth_context(depth, context.unflatten(0, (b, n)), points, self.grid)
         density, logits = self.head(self.encoder(volume))
-        return dict(density=density, logits=logits, depth_logits=depth_logits)
+        occupancy = (
+            voxel_peak_density(density) if self.config.head.occupancy_field == "peak" else density
+        )
+        return dict(
+            density=density,
+            logits=logits,
+            occupancy_density=occupancy,
+            depth_logits=depth_logits,
+        )
 
     def render(
         self, predictions: dict[str, torch.Tensor], rays: dict[str, torch.Tensor]
@@ -88,9 +104,59 @@ class OccupancyNet(nn.Module):
             training=self.training,
         )
 
+    def query(
+        self, predictions: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """The volume at free and occupied query points along the target rays with depth
+        (``model.loss.query_*``; see :mod:`renderlss.models.ray_query`).
+
+        Returns:
+            trilinear sampling: free_density [B, R, F], free_valid [B, R, F],
+            occupied_density [B, R, O], occupied_valid [B, R, O] and, for the semantic term,
+            free_logits [B, R, F, K] and occupied_logits [B, R, O, K];
+            voxel sampling: voxel_state [B, X, Y, Z] (0 unknown, 1 free, 2 occupied) and
+            voxel_class [B, X, Y, Z].
+        """
+        loss = self.config.loss
+        voxel = float(min(self.grid.voxel_size))
+        origins, dirs = targets["origins"].float(), targets["dirs"].float()
+        t_target = targets["depth"].float() / targets["z_per_t"].float()
+        points = query_points(
+            entry_distance(origins, dirs, self.grid, self.render_config.near),
+            t_target,
+            loss.query_free_points,
+            loss.query_occupied_points,
+            loss.query_free_margin * voxel,
+            loss.query_occupied_depth * voxel,
+            jitter=self.training,
+        )
+        if loss.query_sampling == "voxel":
+            state, cls = voxel_labels_from_queries(
+                origins, dirs, points, targets["semantics"].long(), self.grid
+            )
+            return dict(voxel_state=state, voxel_class=cls)
+        logits = predictions["logits"] if loss.query_semantic_weight else None
+        out = {}
+        for part, t, valid in (
+            ("free", points.t_free, points.free_valid),
+            ("occupied", points.t_occupied, points.occupied_valid),
+        ):
+            sigma, values, inside = ray_query_samples(
+                predictions["density"], logits, origins, dirs, t, self.grid
+            )
+            out[f"{part}_density"] = sigma
+            out[f"{part}_valid"] = valid & inside
+            if values is not None:
+                out[f"{part}_logits"] = values
+        return out
+
     def forward(self, batch: dict) -> tuple[dict[str, torch.Tensor], RenderOutput]:
-        """Volume predictions and their rendering along the batch's target rays."""
+        """Volume predictions and their rendering along the batch's target rays (with the
+        ray-query samples under ``predictions["queries"]`` when a query loss is on)."""
         predictions = self.volume(batch)
+        loss = self.config.loss
+        if loss.query_weight or loss.query_semantic_weight:
+            predictions["queries"] = self.query(predictions, batch["targets"])
         return predictions, self.render(predictions, batch["targets"])
 
 
@@ -104,7 +170,9 @@ def predict_occupancy(
     None: the most likely class including free (networks trained with the 3D loss).
 
     Args:
-        density: [B, 1, X, Y, Z]; logits: [B, K, X, Y, Z] with the free class at ``free_index``.
+        density: [B, 1, X, Y, Z], the occupancy density (``occupancy_density`` of
+            :meth:`OccupancyNet.volume`); logits: [B, K, X, Y, Z] with the free class at
+            ``free_index``.
     Returns:
         [B, X, Y, Z] int64 class indices.
     """
