@@ -12,6 +12,7 @@ from nuscenes_fixture import INTRINSIC, make_nuscenes_dataroot, occ_labels, toke
 from torch.utils.data import DataLoader
 
 from renderlss.configuration import ConfigError, from_dict
+from renderlss.data.classes import load_classes
 from renderlss.data.collate import collate
 from renderlss.data.config import DataConfig, ImageAugConfig
 from renderlss.data.dataset import OccDataset, PackedRecords
@@ -41,8 +42,13 @@ def fixture_infos(tmp_path_factory):
     return root, out / "renderlss_infos_train.pkl"
 
 
+# The Occ3D taxonomy of the fixture's labels (free = 17).
+CLASSES = load_classes(Path(__file__).resolve().parents[1] / "configs/_base_/occ3d_nuscenes.py")
+
+
 def make_config(**overrides) -> DataConfig:
-    return dataclasses.replace(DataConfig(input_size=INPUT_SIZE, grid=GRID, workers=0), **overrides)
+    config = DataConfig(input_size=INPUT_SIZE, grid=GRID, workers=0, classes=CLASSES)
+    return dataclasses.replace(config, **overrides)
 
 
 def _block_centroid(image: torch.Tensor, config: DataConfig) -> np.ndarray:
@@ -142,7 +148,7 @@ def test_train_augmentation_is_consistent(fixture_infos):
         _, from_inside = GRID.point_to_index(came_from)
         assert (~from_inside).sum() > 0  # the rotation turns grid corners out
         outside = ~from_inside.reshape(GRID.shape)
-        assert np.all(sample["voxel_semantics"].numpy()[outside] == 17)
+        assert np.all(sample["voxel_semantics"].numpy()[outside] == CLASSES.free_index)
         assert not sample["mask_lidar"].numpy()[outside].any()
         assert not sample["mask_camera"].numpy()[outside].any()
     assert checked_dots >= 6
