@@ -18,10 +18,16 @@ from renderlss.models.losses import (
     termination_kernel_width,
 )
 from renderlss.models.objective import ray_query_terms
-from renderlss.models.ray_query import entry_distance, query_points, ray_query_samples
+from renderlss.models.ray_query import (
+    entry_distance,
+    query_points,
+    ray_query_samples,
+    voxel_labels_from_queries,
+    voxel_peak_density,
+)
 from renderlss.ops.config import RenderConfig
 from renderlss.ops.rays import Rays
-from renderlss.ops.render import render_rays
+from renderlss.ops.render import render_rays, sample_volume
 
 # A 1-D world along +x: 20 voxels of 1 m in x, one voxel across in y and z.
 LINE = VoxelGrid(point_cloud_range=(0.0, -0.5, -0.5, 20.0, 0.5, 0.5), voxel_size=(1.0, 1.0, 1.0))
@@ -197,3 +203,41 @@ def test_loss_config_rejects_bad_query_settings():
     with pytest.raises(ValueError, match="termination_width"):
         LossConfig(termination_width=0.0).validate("model.loss")
     ModelConfig().loss.validate("model.loss")
+
+
+def test_peak_density_against_the_octant_centres_one_by_one():
+    grid = VoxelGrid(point_cloud_range=(0.0, 0.0, 0.0, 3.0, 2.0, 2.0), voxel_size=(1.0, 1.0, 1.0))
+    torch.manual_seed(0)
+    density = torch.rand(1, 1, 3, 2, 2) * 5
+    peak = voxel_peak_density(density)
+    offsets = torch.tensor([[dx, dy, dz] for dx in (-1, 1) for dy in (-1, 1) for dz in (-1, 1)])
+    for index in torch.cartesian_prod(*(torch.arange(n) for n in grid.shape)):
+        centre = index.float() + 0.5
+        points = (centre + 0.25 * offsets.float())[None]  # [1, 8, 3]
+        values = sample_volume(density, points, grid)[0, :, 0]
+        assert float(peak[0, 0, index[0], index[1], index[2]]) == pytest.approx(
+            float(values.max()), rel=1e-5
+        )
+    # The road case: a dense layer under a free one still reads as occupied at the boundary.
+    layers = torch.tensor([10.0, 0.0]).view(1, 1, 1, 1, 2)
+    assert voxel_peak_density(layers)[0, 0, 0, 0].tolist() == pytest.approx([10.0, 2.5])
+
+
+def test_voxel_labels_from_one_ray_by_hand():
+    rays = x_rays(1)
+    points = query_points(torch.zeros(1, 1), torch.tensor([[8.2]]), 8, 2, 0.25, 0.25, jitter=False)
+    state, cls = voxel_labels_from_queries(
+        rays.origins, rays.directions, points, torch.tensor([[4]]), LINE
+    )
+    # Free points at (i + 0.5) * 7.95 / 8 along x: in voxels 0, 1, 2, 3, 4, 5, 6, 7; the
+    # occupied ones at 8.2625 and 8.3875: voxel 8, class 4. Nothing beyond.
+    assert state[0, :, 0, 0].tolist() == [1] * 8 + [2] + [0] * 11
+    assert int(cls[0, 8, 0, 0]) == 4
+    # A second ray's free point inside an occupied voxel does not free it.
+    two = query_points(
+        torch.zeros(1, 2), torch.tensor([[8.2, 12.0]]), 8, 2, 0.25, 0.25, jitter=False
+    )
+    state, _ = voxel_labels_from_queries(
+        x_rays(2).origins, x_rays(2).directions, two, torch.tensor([[4, 5]]), LINE
+    )
+    assert int(state[0, 8, 0, 0]) == 2 and int(state[0, 12, 0, 0]) == 2
