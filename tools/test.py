@@ -22,7 +22,7 @@ from renderlss.engine.cli import (
     split_infos,
     startup_error,
 )
-from renderlss.engine.evaluation import eval_dataset, evaluate, fit_baselines
+from renderlss.engine.evaluation import eval_dataset, evaluate, fit_baselines, fit_depth_prior
 from renderlss.eval.metrics import json_safe
 from renderlss.io import atomic_save_json
 from renderlss.train.distributed import cleanup, is_main_process
@@ -39,7 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--baselines",
         action="store_true",
-        help="also score the all-free and column-majority baselines (fitted on data.train_infos)",
+        help="also score the all-free and column-majority occupancy baselines and the "
+        "images-blind depth prior (all fitted on data.train_infos)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
@@ -54,10 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         setup = setup_from_arguments(args)
-        baselines = None
+        baselines, depth_prior = None, None
         if args.baselines:
             train_set = eval_dataset(setup.config, split_infos(setup.config, "train"))
             baselines = fit_baselines(train_set, setup.config, setup.eval_config)
+            depth_prior = fit_depth_prior(train_set, setup.config, setup.eval_config)
     except STARTUP_ERRORS as err:
         return startup_error(err)
     result = evaluate(
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         setup.eval_config,
         device=setup.dist.device,
         baselines=baselines,
+        depth_prior=depth_prior,
         progress=not args.no_progress,
     )
     if is_main_process():

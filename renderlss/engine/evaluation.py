@@ -13,7 +13,10 @@ Per sample (eval-mode ``OccDataset``: no augmentation, deterministic):
   into a camera (original image coordinates), scored where the point lies inside the grid.
 - **Depth against the oracle** (synthetic data): whole images rendered every
   ``image_stride`` pixels against the exact depth of the same pixels.
-- **Baselines** (optional): trivial predictors scored with the same mIoU and RayIoU.
+- **Baselines** (optional): trivial predictors scored with the same mIoU and RayIoU, and an
+  images-blind depth prior (per camera and image-row band, the median training target
+  depth) scored with the same depth metrics as the rendered depth.
+- Every depth source also reports the median signed relative error (negative: biased near).
 
 Processes of a ``torchrun`` group take the samples ``rank::world_size`` and sum their
 accumulators with ``all_reduce`` at the end, so any number of processes reports the numbers
@@ -46,7 +49,8 @@ from renderlss.engine.full_image import (
 )
 from renderlss.eval.baselines import AllFreeBaseline, ColumnMajorityBaseline, OccupancyBaseline
 from renderlss.eval.config import EvalConfig
-from renderlss.eval.depth_metrics import DepthMetrics
+from renderlss.eval.depth_metrics import DepthMetrics, SignedErrorMedian
+from renderlss.eval.depth_prior import RowMedianDepthPrior
 from renderlss.eval.metrics import (
     OccupancyIoU,
     OccupancyIoUResult,
@@ -72,7 +76,6 @@ def eval_dataset(config: ExperimentConfig, infos: str | Path) -> OccDataset:
     the LiDAR itself, without the training-time weighted ray sampling."""
     targets = replace(config.data.targets, sources=[])
     return OccDataset(infos, replace(config.data, targets=targets), train=False)
-
 
 
 def lidar_source(config: ExperimentConfig, dataroot: str | Path) -> TargetSource:
@@ -122,7 +125,6 @@ def lidar_origin(info: dict, bev_aug: np.ndarray, where: str) -> np.ndarray:
     return transform_points(bev_aug, position[None])
 
 
-
 def training_labels(
     dataset: OccDataset, mask: str
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
@@ -147,7 +149,6 @@ def fit_baselines(
     majority = ColumnMajorityBaseline(grid, classes)
     majority.fit(training_labels(train_set, eval_config.mask))
     return {"all_free": AllFreeBaseline(grid, classes.free_index), "column_majority": majority}
-
 
 
 # --------------------------------------------------------------------------- results
@@ -189,24 +190,91 @@ class VoxelScores:
 # --------------------------------------------------------------------------- the loop
 
 
+class DepthScore:
+    """The depth metrics and the median signed error of one predictor against one source."""
+
+    def __init__(self, eval_config: EvalConfig, device) -> None:
+        depth_range = (eval_config.min_depth, eval_config.max_depth)
+        self.metrics = DepthMetrics(*depth_range, device=device)
+        self.signed = SignedErrorMedian(
+            min_depth=depth_range[0], max_depth=depth_range[1], device=device
+        )
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor, where: str) -> None:
+        """[1, M] predicted and target depth of one image."""
+        self.metrics.update(pred, target, where=where)
+        self.signed.update(pred, target)
+
+    def report(self) -> tuple[dict[str, float], dict[str, float], str]:
+        """All-reduce, then (pooled metrics with ``median_signed`` and ``num_valid``,
+        per-image metrics, table)."""
+        self.metrics.all_reduce()
+        self.signed.all_reduce()
+        result = self.metrics.compute()
+        pooled = dict(result.pooled, median_signed=self.signed.compute())
+        pooled["num_valid"] = float(result.num_valid)
+        return pooled, result.per_image, result.table()
+
+
 @dataclass
 class _DepthScorers:
-    lidar: DepthMetrics | None
-    oracle: DepthMetrics | None
+    """Per depth source: the rendered depth's score and, with a prior, the prior's."""
+
+    lidar: DepthScore | None
+    oracle: DepthScore | None
+    prior: RowMedianDepthPrior | None
+    prior_lidar: DepthScore | None
+    prior_oracle: DepthScore | None
 
 
-def _depth_scorers(eval_config: EvalConfig, dataroot: str, device) -> _DepthScorers:
-    def make() -> DepthMetrics:
-        return DepthMetrics(eval_config.min_depth, eval_config.max_depth, device=device)
-
+def _depth_scorers(
+    eval_config: EvalConfig, dataroot: str, device, prior: RowMedianDepthPrior | None
+) -> _DepthScorers:
+    lidar = eval_config.lidar_depth
     oracle = eval_config.oracle and bool(dataroot) and has_oracle(dataroot)
+
+    def make(on: bool) -> DepthScore | None:
+        return DepthScore(eval_config, device) if on else None
+
     return _DepthScorers(
-        lidar=make() if eval_config.lidar_depth else None, oracle=make() if oracle else None
+        lidar=make(lidar),
+        oracle=make(oracle),
+        prior=prior,
+        prior_lidar=make(lidar and prior is not None),
+        prior_oracle=make(oracle and prior is not None),
     )
 
 
+def fit_depth_prior(
+    train_set: OccDataset, config: ExperimentConfig, eval_config: EvalConfig
+) -> RowMedianDepthPrior:
+    """The images-blind depth prior from the LiDAR targets of up to
+    ``eval_config.depth_prior_samples`` training keyframes (evenly spaced)."""
+    prior = RowMedianDepthPrior(eval_config.depth_prior_bands)
+    source = lidar_source(config, train_set.dataroot)
+    count = min(len(train_set), eval_config.depth_prior_samples)
+    cameras = list(config.data.cameras)
+    for index in np.linspace(0, len(train_set) - 1, count).round().astype(int):
+        info = train_set.infos[int(index)]
+        for cam, targets in source(info, cameras).items():
+            height = int(info["cams"][cam]["height"])
+            prior.add(cam, height, targets.uv[:, 1], targets.depth)
+    return prior.finish()
+
+
+def score_prior(
+    scorers: _DepthScorers, which: str, cam: str, cam_info: dict, uv: np.ndarray, target, where: str
+) -> None:
+    """Score the depth prior at image coordinates ``uv`` [M, 2] against ``target`` [M]."""
+    score = getattr(scorers, f"prior_{which}")
+    if score is None:
+        return
+    pred = scorers.prior.predict(cam, int(cam_info["height"]), uv[:, 1])
+    score.update(torch.from_numpy(pred)[None], torch.as_tensor(target)[None], where)
+
+
 def score_lidar_depth(
-    metric: DepthMetrics,
+    scorers: _DepthScorers,
     model: nn.Module,
     predictions: dict[str, torch.Tensor],
     index: int,
@@ -223,22 +291,26 @@ def score_lidar_depth(
     for cam in cameras:
         has_depth = targets[cam].select(targets[cam].depth > 0)
         rays = camera_rays(has_depth.uv, info["cams"][cam], info, bev_aug)
-        keep = torch.from_numpy(reachable(rays, has_depth.depth, grid))
-        parts.append({name: value[keep] for name, value in rays.items()})
-        depths.append(torch.from_numpy(has_depth.depth)[keep])
+        keep = reachable(rays, has_depth.depth, grid)
+        parts.append({name: value[torch.from_numpy(keep)] for name, value in rays.items()})
+        depths.append(torch.from_numpy(has_depth.depth[keep]))
+        score_prior(
+            scorers, "lidar", cam, info["cams"][cam], has_depth.uv[keep], depths[-1],
+            f"{where} {cam}",
+        )  # fmt: skip
     counts = [len(d) for d in depths]
     if sum(counts) == 0:
         for _ in cameras:
-            metric.update(torch.zeros(1, 0), torch.zeros(1, 0), where=where)
+            scorers.lidar.update(torch.zeros(1, 0), torch.zeros(1, 0), where=where)
         return
     rays = {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
     rendered = render_sample_rays(model, predictions, index, rays).depth[0]
     for cam, pred, target in zip(cameras, rendered.split(counts), depths):
-        metric.update(pred[None], target[None], where=f"{where} {cam}")
+        scorers.lidar.update(pred[None], target[None], where=f"{where} {cam}")
 
 
 def score_oracle_depth(
-    metric: DepthMetrics,
+    scorers: _DepthScorers,
     model: nn.Module,
     predictions: dict[str, torch.Tensor],
     index: int,
@@ -263,9 +335,9 @@ def score_oracle_depth(
         target = strided.subsample(depth).ravel()
         rays = camera_rays(strided.pixel_centres(), cam_info, info, bev_aug)
         target = np.where(reachable(rays, target, grid), target, 0.0)
-        metric.update(
-            rendered.depth.reshape(1, -1), target[None], where=f"sample {info['token']} {cam}"
-        )
+        where = f"sample {info['token']} {cam}"
+        scorers.oracle.update(rendered.depth.reshape(1, -1), torch.from_numpy(target)[None], where)
+        score_prior(scorers, "oracle", cam, cam_info, strided.pixel_centres(), target, where)
 
 
 def evaluate(
@@ -276,6 +348,7 @@ def evaluate(
     *,
     device: torch.device | str = "cpu",
     baselines: Mapping[str, OccupancyBaseline] | None = None,
+    depth_prior: RowMedianDepthPrior | None = None,
     progress: bool = False,
 ) -> EvaluationResult:
     """Evaluate ``model`` on this process's shard of ``dataset`` and merge over processes.
@@ -284,11 +357,14 @@ def evaluate(
         model: an ``OccupancyNet`` (anything with its ``volume`` and ``render``), on ``device``.
         dataset: an eval-mode dataset (``eval_dataset``); Occ3D scores need ``load_occ``.
         baselines: name -> predictor, scored like the model (``fit_baselines``).
+        depth_prior: images-blind depth predictor scored like the rendered depth
+            (``fit_depth_prior``), reported as ``baseline/depth_prior/depth/...``.
         progress: show a progress bar (on the main process only).
     Returns:
         metrics: ``mIoU_<K>_classes``, ``mIoU_<subset>_classes``, ``geometry_IoU``,
         ``IoU/<class>``, ``RayIoU``, ``RayIoU@<tau>``, ``RayIoU/<class>``,
-        ``depth/{lidar,oracle}/<metric>`` (pooled) and ``depth_per_image/...``,
+        ``depth/{lidar,oracle}/<metric>`` (pooled, with ``median_signed``) and
+        ``depth_per_image/...``,
         ``baseline/<name>/...``, ``num_samples``; tables: per-class and summary tables.
     """
     device = torch.device(device)
@@ -299,7 +375,7 @@ def evaluate(
     baseline_scores = {name: VoxelScores(config, eval_config, device) for name in (baselines or {})}
     if baseline_scores and not data.load_occ:
         raise ValueError("baselines need Occ3D labels: set data.load_occ=True")
-    depth = _depth_scorers(eval_config, dataset.dataroot, device)
+    depth = _depth_scorers(eval_config, dataset.dataroot, device, depth_prior)
     source = lidar_source(config, dataset.dataroot) if depth.lidar is not None else None
     samples = 0
     show = progress and is_main_process()
@@ -322,11 +398,11 @@ def evaluate(
                     baseline_scores[name].update(pred, target, mask, origins, f"{where} ({name})")
             if depth.lidar is not None:
                 score_lidar_depth(
-                    depth.lidar, model, predictions, b, info, bev_aug, source, cameras, data.grid
+                    depth, model, predictions, b, info, bev_aug, source, cameras, data.grid
                 )
             if depth.oracle is not None:
                 score_oracle_depth(
-                    depth.oracle,
+                    depth,
                     model,
                     predictions,
                     b,
@@ -365,15 +441,26 @@ def _merge_and_report(
             tables["RayIoU (one origin: the keyframe LiDAR)"] = rays.table()
         else:
             metrics.update({f"baseline/{name}/{key}": value for key, value in flat.items()})
-    for source, metric in (("lidar", depth.lidar), ("oracle", depth.oracle)):
-        if metric is None:
-            continue
-        metric.all_reduce()
-        result = metric.compute()
-        metrics.update({f"depth/{source}/{k}": v for k, v in result.pooled.items()})
-        metrics.update({f"depth_per_image/{source}/{k}": v for k, v in result.per_image.items()})
-        metrics[f"depth/{source}/num_valid"] = float(result.num_valid)
-        tables[f"rendered depth vs {source}"] = result.table()
+    depth_rows: dict[str, dict[str, float]] = {}
+    for source in ("lidar", "oracle"):
+        for prefix, score in (
+            ("", getattr(depth, source)),
+            ("baseline/depth_prior/", getattr(depth, f"prior_{source}")),
+        ):
+            if score is None:
+                continue
+            pooled, per_image, table = score.report()
+            metrics.update({f"{prefix}depth/{source}/{k}": v for k, v in pooled.items()})
+            metrics.update(
+                {f"{prefix}depth_per_image/{source}/{k}": v for k, v in per_image.items()}
+            )
+            name = "images-blind prior" if prefix else "rendered"
+            tables[f"{name} depth vs {source}"] = table
+            depth_rows[f"{name} vs {source}"] = pooled
+    if depth.prior is not None and depth_rows:
+        tables["depth: model vs images-blind prior"] = format_rows(
+            depth_rows, ["abs_rel", "rmse", "delta1", "median_signed"]
+        )
     if baseline_scores and model_scores is not None:
         classes = model_scores.occupancy.class_names
         subset = len(classes) - len(model_scores.exclude)

@@ -39,6 +39,11 @@ class EvalConfig:
     # oracle depth when ``<dataroot>/oracle/`` exists (synthetic data).
     oracle: bool = True
     image_stride: int = 4
+    # The images-blind depth prior scored with the baselines: per camera, the image height cut
+    # into this many row bands, each predicting the median LiDAR target depth of the band
+    # over up to depth_prior_samples training keyframes.
+    depth_prior_bands: int = 32
+    depth_prior_samples: int = 200
     batch_size: int = 1
 
     def validate(self, where: str) -> None:
@@ -48,6 +53,8 @@ class EvalConfig:
             )
         if self.image_stride < 1:
             raise ValueError(f"{where}.image_stride: must be >= 1, got {self.image_stride}")
+        if self.depth_prior_bands < 1 or self.depth_prior_samples < 1:
+            raise ValueError(f"{where}: depth_prior_bands and depth_prior_samples must be >= 1")
         if self.batch_size < 1:
             raise ValueError(f"{where}.batch_size: must be >= 1, got {self.batch_size}")
         if self.occupancy_threshold < 0:

@@ -188,3 +188,55 @@ class DepthMetrics(SumAccumulator):
             num_images=int(per_image[0] + sums[_EMPTY]),
             images_without_valid=int(sums[_EMPTY]),
         )
+
+
+class SignedErrorMedian(SumAccumulator):
+    """Median of the signed relative error ``(p - g) / g`` as a mergeable histogram.
+
+    The errors are counted in ``bins`` equal bins over ``[-1, span]`` (values outside go to
+    the end bins); the median is interpolated inside its bin, so it is exact to
+    ``(1 + span) / bins``. A negative median means the prediction is biased near.
+
+    Args:
+        bins: histogram resolution.
+        span: upper end of the histogram (an error of +span = span times too far).
+        min_depth, max_depth: the target range counted, as :class:`DepthMetrics`.
+        device: where the counts live.
+    """
+
+    def __init__(
+        self,
+        bins: int = 2000,
+        span: float = 1.0,
+        min_depth: float = 0.0,
+        max_depth: float = math.inf,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.bins, self.span = bins, span
+        self.min_depth, self.max_depth = min_depth, max_depth
+        super().__init__(torch.zeros(bins, dtype=torch.float64, device=device))
+
+    def update(self, pred: ArrayLike, target: ArrayLike) -> None:
+        """Add predictions and targets of any matching shape (targets outside the range,
+        or <= 0, are skipped; predictions are clamped into the range like DepthMetrics)."""
+        device = self._sums.device
+        pred, target = as_tensor(pred, device).double(), as_tensor(target, device).double()
+        valid = (target > self.min_depth) & (target < self.max_depth)
+        pred = pred.clamp(min=self.min_depth, max=self.max_depth)
+        error = ((pred - target) / target)[valid]
+        position = (error + 1.0) / (1.0 + self.span) * self.bins
+        index = position.floor().clamp(0, self.bins - 1).long()
+        self._sums += torch.bincount(index, minlength=self.bins).double()
+
+    def compute(self) -> float:
+        """The median signed relative error (NaN when nothing was added)."""
+        counts = self._sums.cpu()
+        total = float(counts.sum())
+        if total == 0:
+            return math.nan
+        cumulative = torch.cumsum(counts, 0)
+        index = int(torch.searchsorted(cumulative, torch.tensor(total / 2, dtype=torch.float64)))
+        before = float(cumulative[index - 1]) if index > 0 else 0.0
+        inside = (total / 2 - before) / max(float(counts[index]), 1.0)
+        width = (1.0 + self.span) / self.bins
+        return -1.0 + (index + inside) * width
