@@ -249,7 +249,8 @@ def fit_depth_prior(
     train_set: OccDataset, config: ExperimentConfig, eval_config: EvalConfig
 ) -> RowMedianDepthPrior:
     """The images-blind depth prior from the LiDAR targets of up to
-    ``eval_config.depth_prior_samples`` training keyframes (evenly spaced)."""
+    ``eval_config.depth_prior_samples`` training keyframes (evenly spaced), those whose
+    surface lies inside the grid: the targets that training draws and evaluation scores."""
     prior = RowMedianDepthPrior(eval_config.depth_prior_bands)
     source = lidar_source(config, train_set.dataroot)
     count = min(len(train_set), eval_config.depth_prior_samples)
@@ -257,8 +258,10 @@ def fit_depth_prior(
     for index in np.linspace(0, len(train_set) - 1, count).round().astype(int):
         info = train_set.infos[int(index)]
         for cam, targets in source(info, cameras).items():
-            height = int(info["cams"][cam]["height"])
-            prior.add(cam, height, targets.uv[:, 1], targets.depth)
+            cam_info = info["cams"][cam]
+            rays = camera_rays(targets.uv, cam_info, info, np.eye(4))
+            keep = reachable(rays, targets.depth, config.data.grid)
+            prior.add(cam, int(cam_info["height"]), targets.uv[keep, 1], targets.depth[keep])
     return prior.finish()
 
 
