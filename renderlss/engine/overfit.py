@@ -19,6 +19,7 @@ from renderlss.data.collate import collate
 from renderlss.data.dataset import OccDataset
 from renderlss.engine.build import build_model
 from renderlss.engine.experiment import ExperimentConfig
+from renderlss.geometry.grid import VoxelGrid
 from renderlss.models.objective import loss_terms
 from renderlss.models.occupancy_net import OccupancyNet
 
@@ -33,6 +34,9 @@ class KeyframeScores:
     opacity: float  # mean rendered opacity
     geometry_iou: float  # occupied-vs-free IoU (%) on mask_camera voxels, best threshold
     threshold: float  # the density threshold of that IoU
+    # median |first occupied voxel's depth - rendered depth| / rendered depth along the
+    # scored rays, occupancy at that threshold: does the volume render what it predicts?
+    occupancy_agreement: float
 
 
 def keyframe_batch(config: ExperimentConfig, index: int) -> dict:
@@ -81,6 +85,10 @@ def keyframe_scores(
         union = ((predicted | occupied) & mask).sum()
         ious.append(float((predicted & occupied & mask).sum()) / max(float(union), 1.0))
     best = max(range(len(ious)), key=ious.__getitem__)
+    first = first_occupied_depth(
+        density > thresholds[best], ray_subset(batch, has_depth)["targets"], model.grid
+    )
+    agreement = ((first - pred).abs() / pred.clamp(min=1e-6)).median()
     model.train(was_training)
     return KeyframeScores(
         abs_rel=float(relative.abs().mean()),
@@ -89,7 +97,37 @@ def keyframe_scores(
         opacity=float(rendered.opacity.mean()),
         geometry_iou=100.0 * ious[best],
         threshold=float(thresholds[best]),
+        occupancy_agreement=float(agreement),
     )
+
+
+def first_occupied_depth(
+    occupied: torch.Tensor, rays: dict[str, torch.Tensor], grid: VoxelGrid, fraction: float = 0.1
+) -> torch.Tensor:
+    """Camera-z depth at which each ray first enters an occupied voxel (by floor), marched
+    in steps of ``fraction`` of the smallest voxel edge; the ray's grid exit where it meets
+    none.
+
+    Args:
+        occupied: [X, Y, Z] bool; rays: ``origins``/``dirs`` [1, R, 3], ``z_per_t`` [1, R].
+    Returns:
+        [R] depth.
+    """
+    origins, dirs, z_per_t = rays["origins"][0], rays["dirs"][0], rays["z_per_t"][0]
+    diagonal = float(((grid.upper - grid.lower) ** 2).sum() ** 0.5)
+    t = torch.arange(0.0, diagonal, fraction * float(min(grid.voxel_size)))  # [S]
+    points = origins[:, None] + t[None, :, None] * dirs[:, None]  # [R, S, 3]
+    lower = torch.as_tensor(grid.lower, dtype=points.dtype)
+    size = torch.as_tensor(grid.size, dtype=points.dtype)
+    dims = torch.as_tensor(grid.shape)
+    index = torch.floor((points - lower) / size).long()
+    inside = ((index >= 0) & (index < dims)).all(dim=-1)
+    index = torch.minimum(index.clamp(min=0), dims - 1)
+    hit = occupied[index[..., 0], index[..., 1], index[..., 2]] & inside  # [R, S]
+    # The first hit, or the last sample inside the grid.
+    last_inside = (inside * torch.arange(len(t))).argmax(dim=1)
+    first_hit = torch.where(hit.any(dim=1), hit.float().argmax(dim=1), last_inside)
+    return t[first_hit] * z_per_t
 
 
 def overfit_keyframe(
@@ -126,7 +164,8 @@ def overfit_keyframe(
             log(
                 f"[{step}/{steps}] AbsRel {scores.abs_rel:.3f} median signed "
                 f"{scores.median_signed:+.3f} delta1 {scores.delta1:.3f} geometry IoU "
-                f"{scores.geometry_iou:.1f} (threshold {scores.threshold:g})"
+                f"{scores.geometry_iou:.1f} (threshold {scores.threshold:g}), rendered vs "
+                f"occupied depth {scores.occupancy_agreement:.3f}"
             )
         if step == steps:
             break

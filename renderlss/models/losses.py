@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from renderlss.class_balance import exp_class_weights
 from renderlss.models.config import DepthBinsConfig
 from renderlss.models.depth_bins import one_hot_depth_target
 
@@ -90,10 +91,7 @@ def class_weights_from_counts(
     if mode == "none":
         weights = torch.ones_like(n)
     elif mode == "exp":
-        ratio = n.max() / n.clamp(min=torch.finfo(torch.float64).tiny)
-        # Clamp the exponent first: exp of a huge ratio overflows before the clip.
-        exponent = (alpha * (ratio - 1.0)).clamp(max=math.log(max_weight))
-        weights = torch.exp(exponent)
+        weights = torch.from_numpy(exp_class_weights(n.numpy(), alpha, max_weight))
     elif mode == "inv_log":
         weights = 1.0 / torch.log(offset + n / n.sum())
     else:
