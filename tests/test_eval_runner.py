@@ -396,7 +396,7 @@ def test_test_tool_and_threshold_tool(tiny_root, tmp_path, capsys):
         )
     printed = capsys.readouterr().out
     assert "Occ3D voxel IoU" in printed and "model vs baselines" in printed
-    assert "depth: model vs images-blind prior" in printed
+    assert "depth: model vs images-blind prior (percent)" in printed
 
     pick = load_tool("pick_threshold")
     assert pick.main([*common, "--split", "val", *options]) == 2

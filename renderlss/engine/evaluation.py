@@ -461,8 +461,8 @@ def _merge_and_report(
             tables[f"{name} depth vs {source}"] = table
             depth_rows[f"{name} vs {source}"] = pooled
     if depth.prior is not None and depth_rows:
-        tables["depth: model vs images-blind prior"] = format_rows(
-            depth_rows, ["abs_rel", "rmse", "delta1", "median_signed"]
+        tables["depth: model vs images-blind prior (percent)"] = format_rows(
+            depth_rows, ["abs_rel", "delta1", "median_signed"]
         )
     if baseline_scores and model_scores is not None:
         classes = model_scores.occupancy.class_names
