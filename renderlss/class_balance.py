@@ -9,9 +9,7 @@ import math
 import numpy as np
 
 
-def exp_class_weights(
-    counts: np.ndarray, alpha: float, max_weight: float = math.inf
-) -> np.ndarray:
+def exp_class_weights(counts: np.ndarray, alpha: float, max_weight: float = math.inf) -> np.ndarray:
     """Per-class weight ``w_c = min(exp(alpha * (max_k N_k / N_c - 1)), max_weight)``.
 
     Args:

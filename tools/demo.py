@@ -30,6 +30,8 @@ from renderlss.eval.metrics import miou_key
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "synthetic_demo.py"
+
+
 def run(args: list[str]) -> None:
     """Run a tool like a user would; stop the demo with its exit code if it fails."""
     print(f"\n$ {shlex.join(args)}", flush=True)

@@ -43,5 +43,3 @@ def load_trained_model(
             f"{checkpoint}: field {weights!r} does not fit the model of the config: {err}"
         ) from err
     return model.to(device).eval()
-
-

@@ -91,5 +91,3 @@ def setup_from_arguments(args: argparse.Namespace) -> EvaluationSetup:
     model = load_trained_model(config, args.checkpoint, args.weights, dist.device)
     dataset = eval_dataset(config, split_infos(config, args.split))
     return EvaluationSetup(dist, config, config.eval, model, dataset)
-
-
