@@ -7,6 +7,7 @@ import io
 import os
 import pickle
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from pyquaternion import Quaternion
 from renderlss.data.info_builder import MissingFileError, create_infos
 from renderlss.data.splits import fraction_split, split_scenes
 from renderlss.io import atomic_save_npz, atomic_save_pickle, atomic_write_text
-from renderlss.records.infos import load_infos, save_infos
+from renderlss.records.infos import InfoUnpickler, load_infos, save_infos
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import create_data  # noqa: E402
@@ -423,3 +424,38 @@ def test_atomic_writes_leave_no_partial_file(tmp_path):
     atomic_save_npz(tmp_path / "a.npz", x=np.arange(3))
     with np.load(tmp_path / "a.npz") as data:
         assert data["x"].tolist() == [0, 1, 2]
+
+
+class _RunsCode:
+    """A pickle payload that would create a file when unpickled with plain ``pickle``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_info_pickles_cannot_run_code(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "hostile.pkl"
+    path.write_bytes(pickle.dumps(dict(infos=[dict(token=_RunsCode(marker))], metadata={})))
+    with pytest.raises(ValueError, match=r"refusing to load global pathlib.*Path") as err:
+        load_infos(path)
+    assert str(path) in str(err.value)
+    assert not marker.exists()
+    # The same payload runs under plain pickle: the test would notice a plain load.
+    pickle.loads(path.read_bytes())
+    assert marker.exists()
+
+
+def test_info_pickles_keep_numpy_and_containers(tmp_path):
+    metadata = dict(version="v1.0-mini", order=OrderedDict(a=1))
+    arrays = dict(matrix=np.eye(4), scalar=np.float32(2.5), ints=np.arange(3, dtype=np.int64))
+    path = tmp_path / "plain.pkl"
+    path.write_bytes(pickle.dumps(dict(metadata=metadata, infos=[dict(token="t", **arrays)])))
+    with open(path, "rb") as handle:
+        data = InfoUnpickler(handle).load()
+    np.testing.assert_array_equal(data["infos"][0]["matrix"], np.eye(4))
+    assert data["infos"][0]["scalar"] == np.float32(2.5)
+    assert data["metadata"]["order"] == {"a": 1}

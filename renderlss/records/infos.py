@@ -131,19 +131,59 @@ def normalise_bevdet_info(info: dict, where: str) -> dict:
     return out
 
 
+# What an info pickle may reference: plain containers and numpy arrays and scalars. Anything
+# else (a class whose ``__reduce__`` runs code) is refused before it is called.
+SAFE_PICKLE_GLOBALS = frozenset(
+    [
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("builtins", "complex"),
+        ("builtins", "slice"),
+        ("builtins", "bytearray"),
+        ("collections", "OrderedDict"),
+        ("collections", "defaultdict"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        # numpy 1 and 2 name their array/scalar constructors differently.
+        *(
+            (f"numpy.{core}.multiarray", name)
+            for core in ("core", "_core")
+            for name in ("_reconstruct", "scalar")
+        ),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+    ]
+)
+
+
+class InfoUnpickler(pickle.Unpickler):
+    """Unpickles only :data:`SAFE_PICKLE_GLOBALS`: info files from elsewhere cannot run code."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in SAFE_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"refusing to load global {module}.{name}: info pickles may hold only plain "
+                "containers, numbers, strings and numpy arrays"
+            )
+        return super().find_class(module, name)
+
+
 def load_infos(path: str | Path) -> tuple[dict, list[dict]]:
     """Read an info pickle (ours or BEVDet-style) as ``(metadata, infos)`` in our layout.
 
+    The pickle is read with :class:`InfoUnpickler`: a global other than plain containers
+    and numpy arrays (code a crafted pickle would run) is an error naming it.
+
     Raises:
-        ValueError: unreadable file, mmdet3d>=1.1 ``{metainfo, data_list}`` pickles, or any
-            other layout, naming the file.
+        ValueError: unreadable file, a disallowed global, mmdet3d>=1.1
+            ``{metainfo, data_list}`` pickles, or any other layout, naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"info file {path} does not exist")
     try:
         with open(path, "rb") as handle:
-            data = pickle.load(handle)
+            data = InfoUnpickler(handle).load()
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
         raise ValueError(f"{path}: not a readable info pickle ({err!r})") from err
     if isinstance(data, dict) and "data_list" in data and "metainfo" in data:
