@@ -14,6 +14,7 @@ import ast
 import copy
 import dataclasses
 import difflib
+import math
 import runpy
 import types
 import typing
@@ -153,6 +154,9 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            # inf passes every "> 0" check and NaN every comparison, then ruins a run.
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

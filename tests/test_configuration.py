@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from renderlss.configuration import ConfigError, apply_overrides, from_dict, read_config_file
+from renderlss.engine.experiment import load_experiment
 from renderlss.geometry.grid import VoxelGrid
 
 
@@ -74,3 +75,9 @@ def test_schema_validate_hook_runs():
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         read_config_file(tmp_path / "nope.py")
+
+
+@pytest.mark.parametrize("value", ["1e999", "-1e999"])
+def test_non_finite_numbers_are_refused_by_key(value):
+    with pytest.raises(ConfigError, match=r"train\.lr: must be a finite number"):
+        load_experiment("configs/synthetic_demo.py", [f"train.lr={value}"])
