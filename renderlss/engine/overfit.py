@@ -22,6 +22,7 @@ from renderlss.engine.experiment import ExperimentConfig
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.models.objective import loss_terms
 from renderlss.models.occupancy_net import OccupancyNet
+from renderlss.models.ray_query import flat_voxel_index
 
 
 @dataclass(frozen=True)
@@ -113,21 +114,16 @@ def first_occupied_depth(
     Returns:
         [R] depth.
     """
-    origins, dirs, z_per_t = rays["origins"][0], rays["dirs"][0], rays["z_per_t"][0]
     diagonal = float(((grid.upper - grid.lower) ** 2).sum() ** 0.5)
     t = torch.arange(0.0, diagonal, fraction * float(min(grid.voxel_size)))  # [S]
-    points = origins[:, None] + t[None, :, None] * dirs[:, None]  # [R, S, 3]
-    lower = torch.as_tensor(grid.lower, dtype=points.dtype)
-    size = torch.as_tensor(grid.size, dtype=points.dtype)
-    dims = torch.as_tensor(grid.shape)
-    index = torch.floor((points - lower) / size).long()
-    inside = ((index >= 0) & (index < dims)).all(dim=-1)
-    index = torch.minimum(index.clamp(min=0), dims - 1)
-    hit = occupied[index[..., 0], index[..., 1], index[..., 2]] & inside  # [R, S]
+    samples = t.expand(*rays["z_per_t"].shape, len(t))  # [1, R, S]
+    flat, inside = flat_voxel_index(rays["origins"], rays["dirs"], samples, grid)
+    hit = (occupied.flatten()[flat] & inside)[0]  # [R, S]
+    inside = inside[0]
     # The first hit, or the last sample inside the grid.
     last_inside = (inside * torch.arange(len(t))).argmax(dim=1)
     first_hit = torch.where(hit.any(dim=1), hit.float().argmax(dim=1), last_inside)
-    return t[first_hit] * z_per_t
+    return t[first_hit] * rays["z_per_t"][0]
 
 
 def overfit_keyframe(

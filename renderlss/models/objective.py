@@ -200,8 +200,7 @@ def voxel_query_terms(
 ) -> dict[str, torch.Tensor]:
     """The weighted ray-query terms on the voxels the query points label
     (``query_sampling="voxel"``): occupancy BCE of the voxels' occupancy density, free and
-    occupied voxels
-    weighted equally, and CE of the logits (ray class / free class)."""
+    occupied voxels weighted equally, and CE of the logits (ray class / free class)."""
     state = predictions["queries"]["voxel_state"]
     free, occupied = state == 1, state == 2
     terms = {}
