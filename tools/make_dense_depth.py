@@ -24,7 +24,14 @@ from renderlss.configuration import ConfigError  # noqa: E402
 from renderlss.data.classes import load_classes  # noqa: E402
 from renderlss.io import atomic_save_json  # noqa: E402
 from renderlss.labels.artifacts import parse_shard  # noqa: E402
-from renderlss.labels.dense_depth import DenseDepthConfig, build_dense_depth, dense_depth_config  # noqa: E402
+from renderlss.labels.dense_depth import (  # noqa: E402
+    COMPLETION_KERNELS_AT_REFERENCE,
+    REFERENCE_WIDTH,
+    VISIBILITY_RADIUS_AT_REFERENCE,
+    DenseDepthConfig,
+    build_dense_depth,
+    dense_depth_config,
+)
 from renderlss.labels.depth_quality import (  # noqa: E402
     evaluate_against_oracle,
     format_quality_table,
@@ -62,10 +69,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--visibility-radius",
         type=int,
         default=DEFAULTS.visibility_radius,
-        help="half window (output pixels) of the hidden-point test; scale it with the "
-        "output width (default %(default)s, chosen at 400 px)",
+        help="half window (output pixels) of the hidden-point test (default: "
+        f"{VISIBILITY_RADIUS_AT_REFERENCE} px at {REFERENCE_WIDTH} px output width, scaled "
+        "with each image's output width and rounded: 12 at 800 px, 24 at 1600 px)",
     )
     parser.add_argument("--complete", action="store_true", help="fill small holes (confidence < 1)")
+    parser.add_argument(
+        "--completion-kernels",
+        type=int,
+        nargs="+",
+        default=DEFAULTS.completion_kernels,
+        help="odd kernel diameters (output pixels) of the hole filling, applied in turn "
+        f"(default: {COMPLETION_KERNELS_AT_REFERENCE[0]} px at {REFERENCE_WIDTH} px output "
+        "width, its half size scaled with the output width: 9 at 800 px, 17 at 1600 px)",
+    )
     parser.add_argument(
         "--downscale",
         type=int,
@@ -96,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             visibility=not args.no_visibility,
             visibility_radius=args.visibility_radius,
             complete=args.complete,
+            completion_kernels=args.completion_kernels,
             downscale=args.downscale,
         )
         shard = parse_shard(args.shard)

@@ -8,6 +8,11 @@ holes (``depth_completion``). One file per image, ``<out>/<CAM>/<image stem>.npz
 ``depth`` (float16 [H, W], camera z in metres, 0 = none) and ``confidence`` (uint8 [H, W],
 255 = measured, less = filled, 0 = none), plus ``<out>/manifest.json``. See
 docs/dense_depth.md.
+
+The pixel-sized parameters (visibility window, completion kernels) are stated at
+:data:`REFERENCE_WIDTH` output pixels and, unless given in pixels, scaled with each image's
+output width: the gaps between accumulated points grow with the resolution, so a fixed
+window stops seeing across them (at 800 px the 6 px window doubles the AbsRel).
 """
 
 from __future__ import annotations
@@ -41,6 +46,11 @@ from renderlss.targets.lidar import DEFAULT_EGO_BOX, DEFAULT_MIN_DEPTH
 DENSE_DEPTH_FORMAT = "renderlss-dense-depth"
 DENSE_DEPTH_VERSION = 1
 
+# Output width (pixels) at which the pixel-sized defaults below were tuned (400x225).
+REFERENCE_WIDTH = 400
+VISIBILITY_RADIUS_AT_REFERENCE = 6
+COMPLETION_KERNELS_AT_REFERENCE = (5,)
+
 
 @dataclass
 class DenseDepthConfig:
@@ -60,12 +70,16 @@ class DenseDepthConfig:
     min_depth: float = DEFAULT_MIN_DEPTH  # camera-z metres; nearer points dropped
     # Hidden-point removal (see renderlss.labels.visibility).
     visibility: bool = True
-    visibility_radius: int = 6  # window half size in output pixels (tuned at 400x225)
+    # Window half size in output pixels; None: VISIBILITY_RADIUS_AT_REFERENCE scaled by
+    # output width / REFERENCE_WIDTH (see resolved_visibility_radius).
+    visibility_radius: int | None = None
     visibility_margin: float = 0.1  # relative depth gap that counts as nearer
     visibility_min_sectors: int = 4  # quadrants that must hold a nearer point
     # Hole filling (see renderlss.labels.depth_completion).
     complete: bool = False
-    completion_kernels: tuple[int, ...] = (5,)
+    # Kernel diameters in output pixels; None: COMPLETION_KERNELS_AT_REFERENCE scaled with
+    # the output width (see resolved_completion_kernels).
+    completion_kernels: tuple[int, ...] | None = None
     filled_confidence: float = 0.5
     # Output resolution = image size / downscale (an integer dividing width and height).
     downscale: int = 1
@@ -77,13 +91,13 @@ class DenseDepthConfig:
             raise ValueError(
                 f"{where}: box_margin, max_box_extrapolation_s and min_depth must be >= 0"
             )
-        if self.visibility_radius < 1 or not 1 <= self.visibility_min_sectors <= 4:
-            raise ValueError(
-                f"{where}: visibility_radius must be >= 1 and visibility_min_sectors 1..4"
-            )
+        if self.visibility_radius is not None and self.visibility_radius < 1:
+            raise ValueError(f"{where}.visibility_radius: must be >= 1 (or None: scaled)")
+        if not 1 <= self.visibility_min_sectors <= 4:
+            raise ValueError(f"{where}.visibility_min_sectors: must be 1..4")
         if not 0.0 <= self.visibility_margin < 1.0:
             raise ValueError(f"{where}.visibility_margin: must lie in [0, 1)")
-        if any(k < 3 or k % 2 == 0 for k in self.completion_kernels):
+        if any(k < 3 or k % 2 == 0 for k in self.completion_kernels or ()):
             raise ValueError(f"{where}.completion_kernels: odd sizes >= 3 expected")
         if not 0.0 < self.filled_confidence < 1.0:
             raise ValueError(f"{where}.filled_confidence: must lie in (0, 1)")
@@ -94,6 +108,32 @@ class DenseDepthConfig:
 def dense_depth_config(**values) -> DenseDepthConfig:
     """A validated :class:`DenseDepthConfig` from keyword values."""
     return from_dict(DenseDepthConfig, values, "dense_depth")
+
+
+def pixels_at_width(pixels_at_reference: float, width: int) -> int:
+    """A length of ``pixels_at_reference`` at :data:`REFERENCE_WIDTH` scaled to an image
+    ``width`` pixels wide, rounded half up, at least 1."""
+    return max(1, int(np.floor(pixels_at_reference * width / REFERENCE_WIDTH + 0.5)))
+
+
+def resolved_visibility_radius(config: DenseDepthConfig, width: int) -> int:
+    """The hidden-point window half size (pixels) for an output ``width`` pixels wide: the
+    configured one, or :data:`VISIBILITY_RADIUS_AT_REFERENCE` scaled (6 / 12 / 24 px at
+    400 / 800 / 1600 px)."""
+    if config.visibility_radius is not None:
+        return config.visibility_radius
+    return pixels_at_width(VISIBILITY_RADIUS_AT_REFERENCE, width)
+
+
+def resolved_completion_kernels(config: DenseDepthConfig, width: int) -> tuple[int, ...]:
+    """The completion kernel diameters (odd pixels) for an output ``width`` pixels wide: the
+    configured ones, or :data:`COMPLETION_KERNELS_AT_REFERENCE` with their half size
+    ``(k - 1) / 2`` scaled, so they stay odd (5 / 9 / 17 px at 400 / 800 / 1600 px)."""
+    if config.completion_kernels is not None:
+        return config.completion_kernels
+    return tuple(
+        2 * pixels_at_width((k - 1) / 2, width) + 1 for k in COMPLETION_KERNELS_AT_REFERENCE
+    )
 
 
 @dataclass
@@ -175,13 +215,13 @@ def camera_dense_depth(
     if config.visibility:
         depth, stats.hidden_removed = remove_hidden_points(
             depth,
-            config.visibility_radius,
+            resolved_visibility_radius(config, width),
             config.visibility_margin,
             config.visibility_min_sectors,
         )
     if config.complete:
         depth, confidence = complete_depth(
-            depth, config.completion_kernels, config.filled_confidence
+            depth, resolved_completion_kernels(config, width), config.filled_confidence
         )
         stats.filled_pixels = int(((confidence > 0) & (confidence < 1)).sum())
     else:
@@ -211,6 +251,8 @@ def manifest(config: DenseDepthConfig, cameras: list[str]) -> dict:
         format=DENSE_DEPTH_FORMAT,
         version=DENSE_DEPTH_VERSION,
         cameras=cameras,
+        # The width at which unset pixel parameters are stated decides them too.
+        reference_width=REFERENCE_WIDTH,
         config=to_dict(config),
     )
 
