@@ -2,7 +2,9 @@
 
 A 3x3 reduction, then two branches: context is a 1x1 map of the reduced features; depth goes
 through residual blocks (optionally gated by the camera's intrinsics) and a 1x1 map to one
-logit per bin. The lift turns the logits into a distribution with a softmax over bins.
+logit per bin. The lift turns the logits into a distribution with :func:`depth_distribution`:
+a softmax over bins, or, where a measured depth is given (the depth-aware teacher), a one-hot
+at the measured depth's bin.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import torch
 from torch import nn
 
 from renderlss.models.backbone import BasicBlock
-from renderlss.models.config import DepthConfig
+from renderlss.models.config import DepthBinsConfig, DepthConfig
+from renderlss.models.depth_bins import one_hot_depth_target
+from renderlss.models.losses import downsample_min_depth
 from renderlss.models.neck import conv_bn_relu
 
 NUM_CAMERA_PARAMS = 4
@@ -43,6 +47,37 @@ def camera_params(
         ],
         dim=-1,
     )
+
+
+def depth_distribution(
+    depth_logits: torch.Tensor,
+    measured_depth: torch.Tensor | None,
+    bins: DepthBinsConfig,
+    stride: int,
+) -> torch.Tensor:
+    """The distribution over depth bins that the lift spreads each cell's context with.
+
+    Without ``measured_depth``: the softmax of the logits. With it: at every feature cell
+    that holds a measured depth in ``[d_min, d_max)`` (its nearest one, as the LSS depth loss
+    reads a cell), a one-hot at that depth's bin, so the whole lifted mass of the cell lands
+    on the measured surface; elsewhere the softmax.
+
+    Args:
+        depth_logits: [M, D, h, w] from the depth net (M = B*N images).
+        measured_depth: [M, H, W] sparse camera-z depth in the augmented input images, 0
+            where none, or None.
+        bins: the depth bins (D = bins.num_bins).
+        stride: input pixels per feature cell.
+    Returns:
+        [M, D, h, w], summing to 1 over D.
+    """
+    probabilities = depth_logits.softmax(dim=1)
+    if measured_depth is None:
+        return probabilities
+    cell_depth = downsample_min_depth(measured_depth, stride, tuple(depth_logits.shape[-2:]))
+    one_hot, measured = one_hot_depth_target(cell_depth.float(), bins)
+    one_hot = one_hot.movedim(-1, 1).to(probabilities.dtype)
+    return torch.where(measured.unsqueeze(1), one_hot, probabilities)
 
 
 class DepthNet(nn.Module):

@@ -14,7 +14,7 @@ from renderlss.geometry.grid import VoxelGrid
 from renderlss.models.backbone import build_backbone
 from renderlss.models.config import ModelConfig
 from renderlss.models.depth_bins import bin_centers
-from renderlss.models.depth_net import build_depth_net, camera_params
+from renderlss.models.depth_net import build_depth_net, camera_params, depth_distribution
 from renderlss.models.encoder3d import build_encoder3d
 from renderlss.models.heads import build_head
 from renderlss.models.neck import build_neck
@@ -54,12 +54,18 @@ class OccupancyNet(nn.Module):
         # Not a parameter and not saved: it follows from the config.
         self.register_buffer("depth_centers", bin_centers(config.depth.bins), persistent=False)
 
-    def volume(self, batch: dict) -> dict[str, torch.Tensor]:
+    def volume(
+        self, batch: dict, measured_depth: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Per-voxel predictions of a batch.
 
         Args:
             batch: ``img`` [B, N, 3, H, W], ``img_aug`` / ``intrinsic`` [B, N, 3, 3],
                 ``cam2ego`` [B, N, 4, 4] (see docs/data.md).
+            measured_depth: [B, N, H, W] sparse depth in the input images (0 = none) whose
+                feature cells lift with a one-hot at the measured bin instead of the
+                predicted distribution (:func:`depth_distribution`; the depth-aware
+                teacher), or None.
         Returns:
             density [B, 1, X, Y, Z] (sigma >= 0 per metre), logits [B, K, X, Y, Z],
             occupancy_density [B, 1, X, Y, Z] (the density occupancy is read from,
@@ -77,7 +83,12 @@ class OccupancyNet(nn.Module):
         points = frustum_points(
             self.depth_centers, size, stride, batch["img_aug"], batch["intrinsic"], batch["cam2ego"]
         )
-        depth = depth_logits.softmax(dim=1).unflatten(0, (b, n))
+        depth = depth_distribution(
+            depth_logits,
+            None if measured_depth is None else measured_depth.flatten(0, 1),
+            self.config.depth.bins,
+            stride,
+        ).unflatten(0, (b, n))
         volume = splat_depth_context(depth, context.unflatten(0, (b, n)), points, self.grid)
         density, logits = self.head(self.encoder(volume))
         occupancy = (

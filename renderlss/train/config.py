@@ -2,7 +2,69 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class TeacherConfig:
+    """The depth-aware EMA teacher-student loop (``train.teacher``; docs/teacher_student.md).
+
+    The EMA of the student is the teacher: it renders pseudo depth and semantics along the
+    student's rays of the batch's unlabeled samples (``batch["labeled"]`` False) from the
+    un-jittered images, and the student, which sees those images photometrically jittered,
+    learns them. Its momentum follows ``EmaMomentum(momentum_warm_steps, max_momentum)``.
+
+    Buffers (BatchNorm running statistics): ``"copy"`` takes the student's after every
+    update, as the evaluation EMA does. The teacher only ever runs in eval mode, so it has
+    no statistics of its own to keep, and its weights, an average of the last ~1 / (1 - m)
+    student steps, sit close to the student's current ones that the statistics describe.
+    ``"average"`` moves the statistics by the same EMA as the weights (smoother, but they
+    then lag the weights they normalise for). Either way the teacher's buffers are rank 0's
+    in a distributed run, so every rank holds the same teacher.
+    """
+
+    enabled: bool = False
+    momentum_warm_steps: int = 100  # EmaMomentum.warm
+    max_momentum: float = 0.999
+    buffers: Literal["copy", "average"] = "copy"
+    start_step: int = 0  # no pseudo loss (and no teacher forward) before this step
+    ramp_steps: int = 0  # pseudo weights grow linearly from 0 to full over these steps
+    # A ray is pseudo-labelled when the teacher's class probability (softmax of its
+    # rendered semantics) reaches confidence_threshold, its opacity opacity_threshold and
+    # its class is not free (a ray ends on a surface).
+    confidence_threshold: float = 0.9
+    opacity_threshold: float = 0.9
+    pseudo_depth_weight: float = 1.0  # SILog of the student's rendered depth
+    pseudo_semantic_weight: float = 1.0  # CE of the student's rendered semantics
+    # 3D pseudo labels: the teacher's voxel class where its probability reaches
+    # voxel_confidence_threshold, inside the voxels the cameras' frustums reach.
+    pseudo_voxel_weight: float = 0.0
+    voxel_confidence_threshold: float = 0.9
+    # Measured LiDAR depth of unlabeled frames: the depth target of its rays, and a one-hot
+    # depth distribution in the teacher's lift at the feature cells that hold a point.
+    depth_aware: bool = True
+    # Strong view of the student: factors drawn uniformly from [1 - s, 1 + s] per image.
+    jitter_brightness: float = 0.3
+    jitter_contrast: float = 0.3
+    jitter_saturation: float = 0.3
+
+    def validate(self, where: str) -> None:
+        if self.momentum_warm_steps < 0 or not 0 <= self.max_momentum < 1:
+            raise ValueError(
+                f"{where}: momentum_warm_steps >= 0 and max_momentum in [0, 1) required"
+            )
+        if self.start_step < 0 or self.ramp_steps < 0:
+            raise ValueError(f"{where}: start_step and ramp_steps must be >= 0")
+        for name in ("confidence_threshold", "opacity_threshold", "voxel_confidence_threshold"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{where}.{name}: must be in [0, 1], got {getattr(self, name)}")
+        for name in ("pseudo_depth_weight", "pseudo_semantic_weight", "pseudo_voxel_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{where}.{name}: must be >= 0, got {getattr(self, name)}")
+        for name in ("jitter_brightness", "jitter_contrast", "jitter_saturation"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{where}.{name}: must be in [0, 1), got {getattr(self, name)}")
 
 
 @dataclass
@@ -29,6 +91,9 @@ class TrainConfig:
     ema: bool = False  # keep an EMA teacher of the model (saved in checkpoints)
     ema_warm: int = 100  # EMA momentum min(ema_max_momentum, 1 - (1 + warm) / (step + 1 + warm))
     ema_max_momentum: float = 0.999
+    dist_timeout_s: float = 600.0  # a collective fails when a rank is silent this long
+    threads: int = 0  # torch CPU threads per process; 0: chosen (see docs/training.md)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
 
     def validate(self, where: str) -> None:
         if self.max_steps < 1 or self.lr <= 0 or self.warmup_steps < 0:
@@ -47,3 +112,11 @@ class TrainConfig:
             )
         if not 0 <= self.ema_max_momentum < 1 or self.ema_warm < 0:
             raise ValueError(f"{where}: ema_max_momentum in [0, 1) and ema_warm >= 0 required")
+        if self.dist_timeout_s <= 0 or self.threads < 0:
+            raise ValueError(f"{where}: dist_timeout_s > 0 and threads >= 0 required")
+        if self.ema and self.teacher.enabled:
+            raise ValueError(
+                f"{where}: ema and teacher.enabled are exclusive: the teacher is the run's EMA "
+                f"(its momentum is set in {where}.teacher)"
+            )
+        self.teacher.validate(f"{where}.teacher")

@@ -3,8 +3,12 @@
 The teacher's floating-point parameters follow the student as
 ``teacher = m * teacher + (1 - m) * student`` with a momentum ``m`` that grows with the step,
 so early on the teacher tracks the fast-changing student closely and later it averages over
-about ``1 / (1 - max_momentum)`` steps. Buffers (BatchNorm statistics, counters) are copied
-from the student as they are: they are statistics of the data, not weights to be averaged.
+about ``1 / (1 - max_momentum)`` steps. Buffers (BatchNorm statistics, counters) are by
+default copied from the student as they are: they are statistics of the data, not weights to
+be averaged; ``buffers="average"`` moves floating-point buffers by the same EMA instead.
+In a distributed run every rank's student has the same weights but BatchNorm statistics of
+its own batch; :meth:`ModelEMA.update` gives every rank rank 0's teacher buffers, so all ranks
+hold the teacher that rank 0 saves.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
+import torch.distributed as torch_dist
 from torch import nn
 
 from renderlss.train.distributed import unwrap_model
@@ -46,13 +51,23 @@ class ModelEMA:
     Attributes:
         module: the teacher network, in eval mode, with ``requires_grad`` off.
         last_step: the step of the latest :meth:`update`, -1 before the first.
+
+    Args:
+        buffers: ``"copy"`` the student's buffers at every update, or ``"average"`` the
+            floating-point ones by the EMA (integer buffers such as counters are copied).
     """
 
     def __init__(
-        self, model: nn.Module, momentum_schedule: Callable[[int], float] | None = None
+        self,
+        model: nn.Module,
+        momentum_schedule: Callable[[int], float] | None = None,
+        buffers: Literal["copy", "average"] = "copy",
     ) -> None:
+        if buffers not in ("copy", "average"):
+            raise ValueError(f"ModelEMA: buffers must be 'copy' or 'average', got {buffers!r}")
         self.module = copy.deepcopy(unwrap_model(model)).eval().requires_grad_(False)
         self.momentum_schedule = momentum_schedule or EmaMomentum()
+        self.buffers = buffers
         self.last_step = -1
 
     @torch.no_grad()
@@ -73,7 +88,14 @@ class ModelEMA:
                 target.copy_(param)
         teacher_buffers = dict(self.module.named_buffers())
         for name, buffer in student.named_buffers():
-            teacher_buffers[name].copy_(buffer)
+            target = teacher_buffers[name]
+            if self.buffers == "average" and target.is_floating_point():
+                target.lerp_(buffer.to(target.dtype), 1 - momentum)
+            else:
+                target.copy_(buffer)
+        if torch_dist.is_available() and torch_dist.is_initialized():
+            for target in teacher_buffers.values():
+                torch_dist.broadcast(target, src=0)
         self.last_step = step
         return momentum
 
