@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from renderlss.data.info_builder import MissingFileError, create_infos  # noqa: E402
+from renderlss.io import remove_stale_temp_files  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    remove_stale_temp_files(args.out_dir, recursive=False)
     try:
         report = create_infos(
             dataroot=args.dataroot,

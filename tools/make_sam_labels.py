@@ -64,6 +64,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=defaults.min_purity,
         help="share of the votes the winning class needs (default %(default)s)",
     )
+    parser.add_argument(
+        "--minority-radius",
+        type=float,
+        default=defaults.minority_radius,
+        help="pixels: a cluster of at least --minority-min-votes votes against its mask's "
+        "class, linked within this radius, keeps the mask's pixels within it (small objects "
+        "inside large masks; 5 suits 400 px wide images, scale it with the width); "
+        "0 = off (default %(default)s)",
+    )
+    parser.add_argument(
+        "--minority-min-votes",
+        type=float,
+        default=defaults.minority_min_votes,
+        help="LiDAR points a minority cluster needs (default %(default)s)",
+    )
     parser.add_argument("--shard", default="0/1", help="i/n: every n-th keyframe from i")
     parser.add_argument(
         "--dataroot", default="", help="overrides the dataroot recorded in the info file"
@@ -111,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             dict(votes=votes),
             classes.occ_class_names,
             classes.ignore_index,
-            LabelSettings(args.min_votes, args.min_purity),
+            LabelSettings(
+                args.min_votes, args.min_purity, args.minority_radius, args.minority_min_votes
+            ),
         )
         summary = build_semantic_labels(
             infos, dataroot, args.out, cameras, labeller, shard, not args.no_progress

@@ -29,7 +29,7 @@ from renderlss.engine.evaluation import eval_dataset, evaluate, lidar_source, pr
 from renderlss.engine.experiment import ExperimentConfig
 from renderlss.engine.pictures import sample_pictures
 from renderlss.eval.metrics import miou_key
-from renderlss.io import atomic_save_json
+from renderlss.io import atomic_save_json, remove_stale_temp_files
 from renderlss.models.losses import class_weights_from_counts
 from renderlss.models.objective import loss_terms
 from renderlss.models.occupancy_net import OccupancyNet
@@ -38,6 +38,7 @@ from renderlss.train.checkpoint import (
     gather_rng_states,
     latest_checkpoint,
     prune_checkpoints,
+    require_finite_weights_on_all_ranks,
     restore_training_state,
     save_checkpoint,
 )
@@ -47,11 +48,13 @@ from renderlss.train.distributed import (
     barrier,
     cleanup,
     init_distributed,
+    report_unanswered_ranks,
     seed_everything,
     wrap_model,
 )
 from renderlss.train.ema import EmaMomentum, ModelEMA
 from renderlss.train.memory import peak_memory_mb, resident_memory_mb
+from renderlss.train.metrics_log import append_record, cut_log_after
 from renderlss.train.nan_guard import NanGuard
 from renderlss.train.sampler import EpochSampler
 from renderlss.train.tb_logger import TensorBoardLogger
@@ -162,7 +165,7 @@ class Trainer:
     ) -> None:
         self.config = config
         tc = config.train
-        self.dist = dist or init_distributed(device=tc.device)
+        self.dist = dist or init_distributed(device=tc.device, timeout_s=tc.dist_timeout_s)
         self.is_main = self.dist.rank == 0
         self.log = log if self.is_main else (lambda line: None)
         self.work_dir = Path(tc.work_dir)
@@ -272,6 +275,8 @@ class Trainer:
         self.guard.load_state_dict(state.extra.get("nan_guard", {}))
         self.step = state.step
         self.log(f"resumed from {path} at step {self.step}")
+        if self.is_main:
+            cut_log_after(self.work_dir / "metrics.jsonl", self.step)
 
     def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
         autocast = torch.autocast(self.dist.device.type, enabled=self.use_amp)
@@ -340,6 +345,7 @@ class Trainer:
             * tc.accumulate_steps
             // max(1, len(self.sampler) // self.config.data.batch_size)
         )
+        require_finite_weights_on_all_ranks(self.model, self.ema)
         rng_states = gather_rng_states()
         if self.is_main:
             path = save_checkpoint(
@@ -369,8 +375,7 @@ class Trainer:
         record["memory_mb"] = peak_memory_mb(self.dist.device)
         record["rss_mb"] = resident_memory_mb()
         if self.is_main:
-            with open(self.work_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(dict(step=self.step, **record)) + "\n")
+            append_record(self.work_dir / "metrics.jsonl", dict(step=self.step, **record))
         terms = {k: v for k, v in record.items() if k not in _NON_LOSS_KEYS}
         self.tb.scalars("train/loss", {**terms, "total": record["loss"]}, self.step)
         self.tb.scalars("train", {k: record[k] for k in _NON_LOSS_KEYS if k != "loss"}, self.step)
@@ -389,6 +394,7 @@ class Trainer:
         tc = self.config.train
         if self.is_main:
             self.work_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(self.work_dir)
             atomic_save_json(self.work_dir / "config.json", to_dict(self.config))
         batches = batches_from(
             self.loader, self.sampler, self.dataset, self.step * tc.accumulate_steps
@@ -432,6 +438,7 @@ def train(
     work dir), then leave the process group if this call joined one."""
     trainer = Trainer(config, resume, log)
     try:
-        return trainer.fit()
+        with report_unanswered_ranks(lambda: trainer.step):
+            return trainer.fit()
     finally:
         cleanup()

@@ -6,14 +6,34 @@ pixel, with its confidence as weight. A segment takes the winning class when the
 reaches ``min_votes`` and the winner's share of it (the *purity*) reaches ``min_purity``; a
 tie between the two strongest classes, too few votes or too low a purity leave the segment
 at the ignore index: a mask that straddles two objects is dropped rather than guessed.
+
+Small objects inside a large mask (a traffic cone merged into the road's mask) would be
+outvoted and painted with the mask's class. So, optionally, the *minority clusters* of a
+segment keep their pixels: votes against the segment's decision, of one class, linked by
+steps of at most ``radius`` pixels, form a cluster; a cluster whose weight reaches
+``min_votes`` and which holds at least ``min_purity`` of the votes inside its convex hull
+claims the pixels of its segment whose nearest vote is one of its members, up to
+``radius`` away, unless it lies behind the votes around it (more than ``BEHIND_MARGIN``
+farther: the LiDAR, mounted apart from the camera, sees past the edge of a pole or a car).
+A lone wrong point forms no cluster; a cluster claims no pixel nearer to another vote than
+to its own.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from renderlss.labels.mask_sources import NO_SEGMENT
 from renderlss.targets.pixel_targets import PixelTargets
+
+# A minority cluster farther than the votes around it by more than this share is a surface
+# the LiDAR sees behind the object the camera sees (the sensors sit apart), not an object.
+BEHIND_MARGIN = 0.1
 
 
 def target_pixel_index(uv: np.ndarray, height: int, width: int, where: str) -> np.ndarray:
@@ -30,26 +50,16 @@ def target_pixel_index(uv: np.ndarray, height: int, width: int, where: str) -> n
     return rows * width + cols
 
 
-def segment_votes(
-    segments: np.ndarray,
+def labelled_voters(
     targets: PixelTargets,
+    height: int,
+    width: int,
     num_classes: int,
     ignore_index: int,
-    where: str = "votes",
+    where: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-segment class votes.
-
-    Args:
-        segments: [H, W] int32 segment image (-1 = no mask).
-        targets: M targets with classes in 0..num_classes-1 or ``ignore_index`` (no vote).
-    Returns:
-        segment_ids [S] (the distinct values of ``segments``, ascending), votes [S, C]
-        float64 summed confidences per class, and the [H, W] index into segment_ids of
-        every pixel.
-    """
-    height, width = segments.shape
-    segment_ids, pixel_segment = np.unique(segments, return_inverse=True)
-    pixel_segment = pixel_segment.reshape(height, width)
+    """The targets that vote (class not ``ignore_index``): flat pixel index [M] int64, class
+    [M] int64, weight (confidence) [M] float64 and depth [M] float64 (0 = none)."""
     classes = targets.semantics.astype(np.int64)
     labelled = classes != ignore_index
     bad = labelled & (classes >= num_classes)
@@ -59,13 +69,30 @@ def segment_votes(
             f"0..{num_classes - 1} nor the ignore index {ignore_index}"
         )
     pixels = target_pixel_index(targets.uv[labelled], height, width, where)
+    return (
+        pixels,
+        classes[labelled],
+        targets.confidence[labelled].astype(np.float64),
+        targets.depth[labelled].astype(np.float64),
+    )
+
+
+def segment_votes(
+    pixel_segment: np.ndarray,
+    pixels: np.ndarray,
+    classes: np.ndarray,
+    weights: np.ndarray,
+    num_segments: int,
+    num_classes: int,
+) -> np.ndarray:
+    """[S, C] float64 summed weights per segment and class of the voters at flat ``pixels``
+    [M] (``classes`` [M], ``weights`` [M]); ``pixel_segment`` [H, W] indexes the segments."""
     voter_segment = pixel_segment.ravel()[pixels]
-    votes = np.bincount(
-        voter_segment * num_classes + classes[labelled],
-        weights=targets.confidence[labelled].astype(np.float64),
-        minlength=len(segment_ids) * num_classes,
-    ).reshape(len(segment_ids), num_classes)
-    return segment_ids, votes, pixel_segment
+    return np.bincount(
+        voter_segment * num_classes + classes,
+        weights=weights,
+        minlength=num_segments * num_classes,
+    ).reshape(num_segments, num_classes)
 
 
 def decide_classes(
@@ -91,6 +118,111 @@ def decide_classes(
     return classes, np.where(keep, purity, 0.0).astype(np.float32)
 
 
+def vote_clusters(points: np.ndarray, groups: np.ndarray, radius: float) -> np.ndarray:
+    """[N] int64 single-linkage cluster index (0..K-1) of [N, 2] ``points``: points of the
+    same ``groups`` [N] value closer than ``radius`` (inclusive) are linked."""
+    pairs = cKDTree(points).query_pairs(radius, output_type="ndarray")
+    pairs = pairs[groups[pairs[:, 0]] == groups[pairs[:, 1]]]
+    links = coo_matrix(
+        (np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(points), len(points))
+    )
+    return connected_components(links, directed=False)[1].astype(np.int64)
+
+
+def hull_voters(centres: np.ndarray, segment: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """[M] bool: the voters of the members' segment inside (or on) the convex hull of the
+    members' pixels; ``centres`` [M, 2] pixel coordinates, ``segment`` [M], ``members`` [K]
+    indices. The votes the cluster has to outvote: scattered wrong votes among the segment's
+    own span a hull full of other votes, a small object's votes do not."""
+    corner = centres[members].min(0)
+    size = (centres[members].max(0) - corner + 1).astype(np.int64)
+    hull = cv2.convexHull((centres[members] - corner).astype(np.int32))
+    area = np.zeros((size[1], size[0]), dtype=np.uint8)
+    cv2.fillConvexPoly(area, hull, 1)
+    local = (centres - corner).astype(np.int64)
+    inside = np.all((local >= 0) & (local < size), axis=1)
+    inside[inside] = area[local[inside, 1], local[inside, 0]] > 0
+    return inside & (segment == segment[members[0]])
+
+
+def minority_cluster_labels(
+    pixel_segment: np.ndarray,
+    pixels: np.ndarray,
+    classes: np.ndarray,
+    weights: np.ndarray,
+    depth: np.ndarray,
+    decided: np.ndarray,
+    radius: float,
+    min_votes: float,
+    min_purity: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of the pixels claimed by minority clusters (see the module docstring).
+
+    Args:
+        pixel_segment: [H, W] int64 segment index of every pixel.
+        pixels, classes, weights, depth: [M] flat pixel, class, weight and depth (0 = none)
+            of the labelled voters.
+        decided: [S] int64 class decided for each segment (anything else where undecided).
+        radius: longest link within a cluster and farthest claimed pixel, in pixels.
+    Returns:
+        class [H, W] int64 (-1 where no cluster claims the pixel) and the claiming
+        cluster's purity [H, W] float32.
+    """
+    height, width = pixel_segment.shape
+    claimed_class = np.full((height, width), -1, dtype=np.int64)
+    claimed_purity = np.zeros((height, width), dtype=np.float32)
+    segment = pixel_segment.ravel()[pixels]
+    dissent = np.flatnonzero(classes != decided[segment])
+    if len(dissent) == 0:
+        return claimed_class, claimed_purity
+    centres = np.stack([pixels % width, pixels // width], axis=1).astype(np.float64)
+    member = vote_clusters(
+        centres[dissent], segment[dissent] * (classes.max() + 1) + classes[dissent], radius
+    )
+    count = int(member.max()) + 1
+    weight = np.bincount(member, weights=weights[dissent], minlength=count)
+    # Votes of the same segment within the radius of a member (each voter once per cluster,
+    # however many members see it): the surroundings whose depth the cluster is compared with.
+    neighbours = cKDTree(centres).query_ball_point(centres[dissent], radius)
+    seen = np.concatenate([np.asarray(n, dtype=np.int64) for n in neighbours])
+    seer = np.repeat(np.arange(len(dissent)), [len(n) for n in neighbours])
+    same = segment[seen] == segment[dissent[seer]]
+    pairs = np.unique(member[seer[same]] * len(pixels) + seen[same])
+    purity = np.zeros(count)
+    for index in np.flatnonzero(weight >= min_votes):
+        inside = hull_voters(centres, segment, dissent[member == index])
+        purity[index] = weight[index] / weights[inside].sum()
+    # Mean depth of the members against that of the other votes around them.
+    has_depth = weights * (depth > 0)
+    member_sums = [
+        np.bincount(member, weights=w[dissent], minlength=count)
+        for w in (has_depth * depth, has_depth)
+    ]
+    around_sums = [
+        np.bincount(pairs // len(pixels), weights=w[pairs % len(pixels)], minlength=count)
+        for w in (has_depth * depth, has_depth)
+    ]
+    others = [a - m for a, m in zip(around_sums, member_sums)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        behind = (member_sums[0] / member_sums[1]) > (others[0] / others[1]) * (1.0 + BEHIND_MARGIN)
+    behind &= (member_sums[1] > 0) & (others[1] > 1e-9)
+    accepted = (weight >= min_votes) & (purity >= min_purity) & ~behind
+    # Every pixel's nearest voter (distance transform of the voter-free pixels).
+    voter_at = np.full(height * width, -1, dtype=np.int64)
+    voter_at[pixels] = np.arange(len(pixels))
+    distance, (rows, cols) = ndimage.distance_transform_edt(
+        voter_at.reshape(height, width) < 0, return_indices=True
+    )
+    nearest = voter_at.reshape(height, width)[rows, cols]
+    voter_cluster = np.full(len(pixels), -1, dtype=np.int64)
+    voter_cluster[dissent] = np.where(accepted[member], member, -1)
+    cluster = voter_cluster[nearest]
+    claim = (cluster >= 0) & (distance <= radius) & (pixel_segment == segment[nearest])
+    claimed_class[claim] = classes[nearest[claim]]
+    claimed_purity[claim] = purity[cluster[claim]]
+    return claimed_class, claimed_purity
+
+
 def vote_labels(
     segments: np.ndarray,
     targets: PixelTargets,
@@ -99,6 +231,8 @@ def vote_labels(
     min_votes: float,
     min_purity: float,
     where: str = "votes",
+    minority_radius: float = 0.0,
+    minority_min_votes: float = 3.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label image of a segment image voted by ``targets`` (see the module docstring).
 
@@ -106,16 +240,38 @@ def vote_labels(
         segments: [H, W] int32 segment image, -1 = no mask (such pixels stay ignored).
         targets: the voters, in the image's own pixel coordinates.
         where: names the image in errors.
+        minority_radius: link and claim radius (pixels) of minority clusters; 0 = none.
+        minority_min_votes: the weight a minority cluster needs (its purity: ``min_purity``).
     Returns:
         labels [H, W] uint8 (``ignore_index`` where unlabelled) and confidence [H, W]
-        float32 (the purity of the pixel's segment, 0 where unlabelled).
+        float32 (the purity of the pixel's segment or minority cluster, 0 where unlabelled).
     """
     if segments.ndim != 2:
         raise ValueError(f"{where}: segment image must be [H, W], got shape {segments.shape}")
-    segment_ids, votes, pixel_segment = segment_votes(
-        segments, targets, num_classes, ignore_index, where
+    height, width = segments.shape
+    segment_ids, pixel_segment = np.unique(segments, return_inverse=True)
+    pixel_segment = pixel_segment.reshape(height, width).astype(np.int64)
+    pixels, classes, weights, depth = labelled_voters(
+        targets, height, width, num_classes, ignore_index, where
     )
-    classes, purity = decide_classes(votes, min_votes, min_purity, ignore_index)
+    votes = segment_votes(pixel_segment, pixels, classes, weights, len(segment_ids), num_classes)
+    decided, purity = decide_classes(votes, min_votes, min_purity, ignore_index)
     no_mask = segment_ids == NO_SEGMENT
-    classes[no_mask], purity[no_mask] = ignore_index, 0.0
-    return classes[pixel_segment], purity[pixel_segment]
+    decided[no_mask], purity[no_mask] = ignore_index, 0.0
+    labels, confidence = decided[pixel_segment], purity[pixel_segment]
+    if minority_radius > 0 and len(pixels):
+        claimed, claimed_purity = minority_cluster_labels(
+            pixel_segment,
+            pixels,
+            classes,
+            weights,
+            depth,
+            decided.astype(np.int64),
+            minority_radius,
+            minority_min_votes,
+            min_purity,
+        )
+        keep = (claimed >= 0) & ~no_mask[pixel_segment]
+        labels = np.where(keep, claimed, labels).astype(np.uint8)
+        confidence = np.where(keep, claimed_purity, confidence)
+    return labels, confidence

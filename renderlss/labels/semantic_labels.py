@@ -37,11 +37,20 @@ class LabelSettings:
     """How votes decide a segment's class (see ``mask_voting``)."""
 
     min_votes: float = 3.0  # summed voter confidence (= point count for LiDAR) per segment
-    min_purity: float = 0.7  # winner's share of the votes
+    min_purity: float = 0.7  # winner's share of the votes (of a segment or minority cluster)
+    # Minority clusters keep their pixels (small objects inside a large mask): link and claim
+    # radius in pixels (0 = off) and the weight a cluster needs.
+    minority_radius: float = 0.0
+    minority_min_votes: float = 3.0
 
     def validate(self) -> None:
         if self.min_votes < 0:
             raise ValueError(f"min_votes must be >= 0, got {self.min_votes}")
+        if self.minority_radius < 0 or self.minority_min_votes < 1:
+            raise ValueError(
+                "minority_radius must be >= 0 and minority_min_votes >= 1, got "
+                f"{self.minority_radius}, {self.minority_min_votes}"
+            )
         if not 0 <= self.min_purity <= 1:
             raise ValueError(f"min_purity must be in [0, 1], got {self.min_purity}")
 
@@ -90,6 +99,8 @@ class Labeller:
                 masks=self.masks.settings(),
                 min_votes=self.settings.min_votes,
                 min_purity=self.settings.min_purity,
+                minority_radius=self.settings.minority_radius,
+                minority_min_votes=self.settings.minority_min_votes,
                 class_names=self.class_names,
                 ignore_index=self.ignore_index,
                 **self.voters_manifest,
@@ -111,6 +122,8 @@ class Labeller:
             self.settings.min_votes,
             self.settings.min_purity,
             where,
+            self.settings.minority_radius,
+            self.settings.minority_min_votes,
         )
         return SemanticLabels(labels, confidence)
 
