@@ -1,6 +1,11 @@
 """Atomic file writes: every artifact goes to a temporary file in the target directory and is
 renamed over the target only when complete, so an interrupted tool never leaves a truncated
-file that a later run would mistake for a finished one."""
+file that a later run would mistake for a finished one.
+
+The temporary file of ``dir/name`` is ``dir/.name.<pid>@<host>.<random>.tmp``: a writer killed
+with SIGKILL cannot remove it, but its name says which process wrote it, so
+:func:`remove_stale_temp_files` can later delete exactly the files of writers that are gone
+(and leaves alone those of live writers and of other hosts sharing the folder)."""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ import contextlib
 import json
 import os
 import pickle
-import tempfile
+import re
+import secrets
+import socket
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,19 +23,75 @@ from typing import IO, Any
 
 import numpy as np
 
+# .<target name>.<pid>@<host>.<8 hex digits>.tmp
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)@(?P<host>[^/]+)\.[0-9a-f]{8}\.tmp$")
+
+
+def _host_tag() -> str:
+    """This machine's name as it may appear in a file name (no separators of ours)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def temp_path_for(path: Path) -> Path:
+    """A fresh temporary-file name next to ``path`` that records this process and host."""
+    token = secrets.token_hex(4)
+    return path.parent / f".{path.name}.{os.getpid()}@{_host_tag()}.{token}.tmp"
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Delete the temporary files that killed writers of :func:`atomic_open` left in
+    ``folder`` and, when ``recursive``, its subfolders (a tool writing only into ``folder``
+    itself passes False, so that an output folder inside a dataroot is not walked whole).
+
+    A file is stale when its name records this host and a process id that no longer runs;
+    files of live processes (a writer busy right now) and of other hosts are kept. A reused
+    process id only keeps a stale file longer, it never deletes a live one.
+
+    Returns:
+        the deleted files (none when ``folder`` does not exist).
+    """
+    folder = Path(folder)
+    host = _host_tag()
+    removed = []
+    for root, folders, names in os.walk(folder):
+        if not recursive:
+            folders.clear()
+        for name in names:
+            match = _TEMP_NAME.match(name)
+            if match is None or match["host"] != host or _process_alive(int(match["pid"])):
+                continue
+            path = Path(root) / name
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file next to ``path`` for writing; on success it replaces ``path``.
 
     The parent directory is created if needed. On an exception the temporary file is removed
-    and ``path`` is left untouched.
+    and ``path`` is left untouched. The file gets the mode a plain ``open`` would give it
+    (``0o666`` less the umask), not the private ``0o600`` of ``tempfile.mkstemp``.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open: mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temp_path_for(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from renderlss.configuration import ConfigError  # noqa: E402
 from renderlss.data.classes import load_classes  # noqa: E402
-from renderlss.io import atomic_save_json  # noqa: E402
+from renderlss.io import atomic_save_json, remove_stale_temp_files  # noqa: E402
 from renderlss.labels.artifacts import parse_shard  # noqa: E402
 from renderlss.labels.dense_depth import (  # noqa: E402
     COMPLETION_KERNELS_AT_REFERENCE,
@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None:
         print("error: --out is required unless --evaluate-oracle", file=sys.stderr)
         return 2
+    remove_stale_temp_files(args.out)
     try:
         summary = build_dense_depth(
             infos, dataroot, args.out, config, cameras, shard, show_progress=not args.quiet

@@ -16,6 +16,7 @@ import sys
 
 from renderlss.configuration import to_dict
 from renderlss.engine.cli import (
+    RUN_ERRORS,
     STARTUP_ERRORS,
     add_evaluation_arguments,
     setup_from_arguments,
@@ -62,16 +63,19 @@ def main(argv: list[str] | None = None) -> int:
             depth_prior = fit_depth_prior(train_set, setup.config, setup.eval_config)
     except STARTUP_ERRORS as err:
         return startup_error(err)
-    result = evaluate(
-        setup.model,
-        setup.dataset,
-        setup.config,
-        setup.eval_config,
-        device=setup.dist.device,
-        baselines=baselines,
-        depth_prior=depth_prior,
-        progress=not args.no_progress,
-    )
+    try:
+        result = evaluate(
+            setup.model,
+            setup.dataset,
+            setup.config,
+            setup.eval_config,
+            device=setup.dist.device,
+            baselines=baselines,
+            depth_prior=depth_prior,
+            progress=not args.no_progress,
+        )
+    except RUN_ERRORS as err:
+        return startup_error(err)
     if is_main_process():
         print(result.report())
         summary = [f"{k}={v:.4f}" for k, v in result.metrics.items() if is_headline(k)]

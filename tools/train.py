@@ -11,6 +11,12 @@ Examples:
 The resolved config is written to ``<work_dir>/config.json`` before training starts, the
 per-step records to ``<work_dir>/metrics.jsonl``, TensorBoard events to ``<work_dir>/tb``
 and checkpoints to ``<work_dir>/step_*.pth``.
+
+CPU threads per process: train.threads, or with 0 (the default) OMP_NUM_THREADS when set,
+else the usable physical cores divided among torchrun's local processes, less
+data.workers, at least 1. A rank silent for train.dist_timeout_s seconds (default 600)
+stops the run with a message naming it. Known failures (config, checkpoint, missing file,
+bad sample, diverged run) print one "error: ..." line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -18,7 +24,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from renderlss.engine.cli import STARTUP_ERRORS, add_config_arguments, startup_error
+from renderlss.engine.cli import (
+    RUN_ERRORS,
+    add_config_arguments,
+    configure_cpu_threads,
+    startup_error,
+)
 from renderlss.engine.experiment import load_experiment
 from renderlss.engine.trainer import train
 
@@ -45,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"train.work_dir={args.work_dir!r}")
     try:
         config = load_experiment(args.config, overrides)
-    except STARTUP_ERRORS as err:
+        configure_cpu_threads(config)
+        train(config, resume=args.resume)
+    except RUN_ERRORS as err:
         return startup_error(err)
-    train(config, resume=args.resume)
     return 0
 
 

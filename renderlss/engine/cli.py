@@ -1,11 +1,15 @@
-"""What the tools share: the config and checkpoint arguments, split selection, the loaded
-model and dataset of an evaluation tool, and the error report of a tool that cannot start."""
+"""What the tools share: the config and checkpoint arguments, split selection, the CPU
+threads, the loaded model and dataset of an evaluation tool, and the one-line report of a
+known error."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
+
+import torch
 
 from renderlss.configuration import ConfigError
 from renderlss.data.dataset import OccDataset
@@ -14,12 +18,19 @@ from renderlss.engine.evaluation import eval_dataset
 from renderlss.engine.experiment import ExperimentConfig, load_experiment
 from renderlss.eval.config import EvalConfig
 from renderlss.models.occupancy_net import OccupancyNet
-from renderlss.train.checkpoint import CheckpointError
-from renderlss.train.distributed import DistInfo, init_distributed
+from renderlss.train.checkpoint import CheckpointError, NonFiniteWeightsError
+from renderlss.train.cpu_threads import choose_threads, usable_physical_cores
+from renderlss.train.distributed import CollectiveTimeoutError, DistInfo, init_distributed
+from renderlss.train.nan_guard import NonFiniteLossError
 
 SPLITS = ("train", "val")
-# What a tool reports as "error: ..." with exit status 2 instead of a traceback.
+# What a tool reports as "error: ..." with exit status 2 instead of a traceback: a config
+# that does not fit (ConfigError), pretrained weights that do not fit (WeightsFileError, a
+# ValueError), checkpoints, and the data's missing files and bad samples, whose messages
+# name the file, the sample and the field.
 STARTUP_ERRORS = (ConfigError, CheckpointError, ValueError, FileNotFoundError)
+# ... and, for a tool that trains or evaluates, the ways a run can fail on its own.
+RUN_ERRORS = STARTUP_ERRORS + (NonFiniteLossError, NonFiniteWeightsError, CollectiveTimeoutError)
 
 
 def split_infos(config: ExperimentConfig, split: str) -> str:
@@ -67,9 +78,30 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, default_split: str
 
 
 def startup_error(err: Exception) -> int:
-    """Report an error of :data:`STARTUP_ERRORS` on stderr; the tool's exit status (2)."""
-    print(f"error: {err}", file=sys.stderr)
+    """Report an error of :data:`STARTUP_ERRORS` or :data:`RUN_ERRORS` on stderr in one line
+    (the lines of a longer message joined by " | "); the tool's exit status (2)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    print(f"error: {' | '.join(lines)}", file=sys.stderr)
     return 2
+
+
+def configure_cpu_threads(config: ExperimentConfig) -> int:
+    """Set torch's CPU threads for this process from ``train.threads`` (0: chosen from
+    ``OMP_NUM_THREADS``, the usable physical cores, ``data.workers`` and torchrun's
+    ``LOCAL_WORLD_SIZE``; see :func:`renderlss.train.cpu_threads.choose_threads`).
+
+    Returns:
+        the number of threads set.
+    """
+    threads = choose_threads(
+        config.train.threads,
+        os.environ.get("OMP_NUM_THREADS"),
+        usable_physical_cores(),
+        config.data.workers,
+        int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+    )
+    torch.set_num_threads(threads)
+    return threads
 
 
 @dataclass
@@ -86,8 +118,9 @@ class EvaluationSetup:
 def setup_from_arguments(args: argparse.Namespace) -> EvaluationSetup:
     """Join torchrun's process group (if any), load the configs, the model and the dataset
     named by ``add_evaluation_arguments``' arguments."""
-    dist = init_distributed(device=args.device)
     config = load_experiment(args.config, args.cfg_options)
+    configure_cpu_threads(config)
+    dist = init_distributed(device=args.device, timeout_s=config.train.dist_timeout_s)
     model = load_trained_model(config, args.checkpoint, args.weights, dist.device)
     dataset = eval_dataset(config, split_infos(config, args.split))
     return EvaluationSetup(dist, config, config.eval, model, dataset)

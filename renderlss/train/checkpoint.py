@@ -52,6 +52,14 @@ class CheckpointError(RuntimeError):
     """A checkpoint file that is missing, unreadable or does not fit the run."""
 
 
+class NonFiniteWeightsError(RuntimeError):
+    """Model or EMA weights holding NaN or infinity, which no checkpoint may keep."""
+
+
+# How many bad tensors an error names; a diverged model usually has hundreds.
+NAMED_BAD_TENSORS = 5
+
+
 @dataclass
 class TrainingState:
     """Where a restored run continues."""
@@ -132,6 +140,59 @@ def gather_rng_states() -> list[dict[str, Any]]:
     return all_gather_object(capture_rng_state())
 
 
+def non_finite_tensors(state: dict[str, Any], prefix: str = "") -> list[str]:
+    """Names (``prefix`` + key) of the floating-point tensors of ``state`` holding NaN or
+    infinity, in the state dict's order (nested dicts, like the EMA's, by dotted path)."""
+    bad = []
+    for key, value in state.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            bad += non_finite_tensors(value, f"{name}.")
+        elif (
+            isinstance(value, torch.Tensor)
+            and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())
+        ):
+            bad.append(name)
+    return bad
+
+
+def weight_states(model: nn.Module, ema: Any = None) -> dict[str, dict[str, Any]]:
+    """The state dicts a checkpoint stores as weights: ``model`` (bare) and ``ema``."""
+    states = {"model": unwrap_model(model).state_dict()}
+    if ema is not None:
+        states["ema"] = ema.state_dict()
+    return states
+
+
+def require_finite_weights(where: str, states: dict[str, dict[str, Any]]) -> None:
+    """Raise unless every floating-point tensor of ``states`` (:func:`weight_states`) is finite.
+
+    Raises:
+        NonFiniteWeightsError: ``where``, how many tensors are bad and the first of them.
+    """
+    bad = non_finite_tensors(states)
+    if bad:
+        raise NonFiniteWeightsError(
+            f"{where}: {len(bad)} weight tensor(s) hold NaN or infinity, e.g. "
+            f"{bad[:NAMED_BAD_TENSORS]}; the model diverged (lower train.lr, check the data)"
+        )
+
+
+def require_finite_weights_on_all_ranks(model: nn.Module, ema: Any = None) -> None:
+    """:func:`require_finite_weights` agreed by every rank, so that all of them stop together
+    when any replica (its own BatchNorm statistics, say) went non-finite. A collective."""
+    bad = non_finite_tensors(weight_states(model, ema))
+    reports = all_gather_object(bad[:NAMED_BAD_TENSORS] if bad else None)
+    failed = {r: names for r, names in enumerate(reports) if names}
+    if failed:
+        where = ", ".join(f"rank {r}: {names}" for r, names in failed.items())
+        raise NonFiniteWeightsError(
+            f"weight tensors hold NaN or infinity ({where}); the model diverged and no "
+            "checkpoint was written (lower train.lr, check the data)"
+        )
+
+
 def _require_plain_data(path: Path, field: str, value: Any) -> None:
     """Refuse a field that would save but not load with ``weights_only=True``
     (numpy arrays and scalars, custom classes), so that the error comes at save time."""
@@ -164,6 +225,10 @@ def save_checkpoint(
 ) -> Path:
     """Write one checkpoint file atomically (a failed save leaves no file under ``path``).
 
+    Weights that hold NaN or infinity are refused before anything is written: such a file
+    would only resume into the same divergence, and would replace (through pruning) the
+    last good checkpoint.
+
     Args:
         path: the file to write, usually :func:`checkpoint_path`.
         model: the trained model, bare or wrapped in DDP.
@@ -176,8 +241,13 @@ def save_checkpoint(
 
     Returns:
         ``path``.
+
+    Raises:
+        NonFiniteWeightsError: a model or EMA tensor is not finite (naming the first ones).
     """
     path = Path(path)
+    weights = weight_states(model, ema)
+    require_finite_weights(f"save_checkpoint({path})", weights)
     if rng_states is None:
         if is_distributed():
             raise ValueError(
@@ -198,8 +268,8 @@ def save_checkpoint(
             "torch_version": str(torch.__version__),
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
-        "model": unwrap_model(model).state_dict(),
-        "ema": None if ema is None else ema.state_dict(),
+        "model": weights["model"],
+        "ema": weights.get("ema"),
         "optimizer": optimizer.state_dict(),
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "scaler": None if scaler is None else scaler.state_dict(),

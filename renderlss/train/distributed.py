@@ -8,13 +8,22 @@ single-process meaning, so a run can be debugged in one plain Python process.
 Convention: BatchNorm layers are never converted to SyncBatchNorm. Each process normalises
 with the statistics of its own batch; this keeps CPU (gloo) and GPU (nccl) runs on the same
 code path and avoids one collective per BatchNorm layer in every forward pass.
+
+A rank that stops answering (stopped, swapped out, stuck in I/O) makes every collective of
+the others wait; after the process group's timeout the waiting ranks fail. Under
+:func:`report_unanswered_ranks` such a failure becomes a :class:`CollectiveTimeoutError` that
+names the ranks that did not answer a roll call in the rendezvous store, and the step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -24,6 +33,16 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+DEFAULT_TIMEOUT_S = 600.0
+# The longest a failed rank waits for the others to answer its roll call: ranks blocked in
+# the same collective fail within about one step of each other, not one timeout.
+ROLL_CALL_WAIT_S = 60.0
+ROLL_CALL_KEY = "renderlss/answered/"
+_rendezvous: dict[str, Any] = {}  # the store and timeout of the group this process joined
+
+
+class CollectiveTimeoutError(RuntimeError):
+    """A collective that failed because another rank did not answer in time (or died)."""
 
 
 @dataclass(frozen=True)
@@ -65,13 +84,17 @@ def _select_device(device: str, local_rank: int) -> torch.device:
     return chosen
 
 
-def init_distributed(backend: str = "auto", device: str = "auto") -> DistInfo:
+def init_distributed(
+    backend: str = "auto", device: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S
+) -> DistInfo:
     """Join the process group that torchrun describes in the environment, if there is one.
 
     Args:
         backend: ``"auto"`` (nccl for CUDA devices, gloo for CPU), ``"gloo"`` or ``"nccl"``.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` (this process's
             ``LOCAL_RANK`` device) or an explicit ``"cuda:k"``.
+        timeout_s: how long a collective waits for the other ranks before it fails (and
+            how long joining waits for all of them to arrive).
 
     Returns:
         the rank, world size, local rank and device of this process. With ``WORLD_SIZE``
@@ -90,14 +113,77 @@ def init_distributed(backend: str = "auto", device: str = "auto") -> DistInfo:
     _env_int("MASTER_PORT")
     if not 0 <= rank < world_size:
         raise RuntimeError(f"environment variable RANK={rank} is outside [0, {world_size})")
+    if not timeout_s > 0:
+        raise ValueError(f"init_distributed: timeout_s must be > 0, got {timeout_s}")
     chosen = _select_device(device, local_rank)
     if backend == "auto":
         backend = "nccl" if chosen.type == "cuda" else "gloo"
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
     if not dist.is_initialized():
-        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world_size)
+        timeout = timedelta(seconds=timeout_s)
+        # The env:// rendezvous that init_process_group would do, done here to keep its store
+        # for the roll call; the prefix keeps the group's keys apart, as init_process_group's.
+        store, _, _ = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
+        store.set_timeout(timeout)
+        dist.init_process_group(
+            backend,
+            store=dist.PrefixStore("default_pg", store),
+            rank=rank,
+            world_size=world_size,
+            timeout=timeout,
+        )
+        _rendezvous.update(store=store, timeout_s=timeout_s)
     return DistInfo(rank, world_size, local_rank, chosen, is_distributed=True)
+
+
+def unanswered_ranks(wait_s: float) -> list[int]:
+    """The ranks that do not answer a roll call in the rendezvous store within ``wait_s``.
+
+    Each rank that calls this answers for itself and waits for the others; a rank that never
+    calls it (stopped, hung in a collective that has not timed out) is listed. When the store
+    itself does not answer, rank 0, which holds it, is the one listed.
+    """
+    store = _rendezvous["store"]
+    me, ranks = rank(), range(world_size())
+    store.set_timeout(timedelta(seconds=max(wait_s, 1.0)))
+    try:
+        store.set(f"{ROLL_CALL_KEY}{me}", "1")
+        deadline = time.monotonic() + wait_s
+        while True:
+            missing = [r for r in ranks if not store.check([f"{ROLL_CALL_KEY}{r}"])]
+            if not missing or time.monotonic() > deadline:
+                return missing
+            time.sleep(0.2)
+    except RuntimeError:
+        return [0] if me != 0 else []
+
+
+def is_collective_failure(err: BaseException) -> bool:
+    """Whether ``err`` is a collective's failure: a timeout or a lost peer (gloo raises a
+    plain RuntimeError whose message comes from its sources, nccl a DistBackendError)."""
+    return isinstance(err, dist.DistError) or (isinstance(err, RuntimeError) and "gloo" in str(err))
+
+
+@contextlib.contextmanager
+def report_unanswered_ranks(step: Callable[[], int]) -> Iterator[None]:
+    """Turn a collective's failure inside the block into a :class:`CollectiveTimeoutError`
+    naming the ranks that did not answer and the step (``step()`` at the failure).
+
+    Outside a process group, and for any other exception, the block's errors pass unchanged.
+    """
+    try:
+        yield
+    except RuntimeError as err:
+        if not (is_distributed() and _rendezvous and is_collective_failure(err)):
+            raise
+        at_step = step()
+        silent = unanswered_ranks(min(ROLL_CALL_WAIT_S, _rendezvous["timeout_s"]))
+        who = f"rank(s) {silent} did not answer" if silent else "every rank answered later"
+        raise CollectiveTimeoutError(
+            f"rank {rank()}: a collective at step {at_step} failed after waiting up to "
+            f"{_rendezvous['timeout_s']:g} s (train.dist_timeout_s): {who}; {err}"
+        ) from err
 
 
 def is_distributed() -> bool:
@@ -162,6 +248,7 @@ def cleanup() -> None:
     """Leave the process group, if this process is in one."""
     if is_distributed():
         dist.destroy_process_group()
+    _rendezvous.clear()
 
 
 def seed_everything(seed: int, rank: int = 0) -> int:
