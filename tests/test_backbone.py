@@ -1,10 +1,12 @@
-"""ResNet backbone (torchvision key parity, strides, freezing), checkpoint loading, neck."""
+"""ResNet backbone (torchvision key parity, a forward pass against an independent functional
+ResNet, strides, freezing), checkpoint loading, neck."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from renderlss.configuration import ConfigError, from_dict
 from renderlss.models.backbone import ResNet, build_backbone
@@ -194,10 +196,90 @@ def test_bad_arguments():
         from_dict(BackboneConfig, {"out_indices": [3, 2]}, "backbone")
 
 
+def random_torchvision_state(depth: int, seed: int) -> dict[str, torch.Tensor]:
+    """A state dict with :func:`torchvision_state_shapes`' keys and random values: convs
+    scaled by fan-in so activations stay of order one, BN statistics and affines away from
+    their identity values (so a skipped or misplaced BN shows)."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in torchvision_state_shapes(depth).items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(0)
+        elif key.endswith("running_var"):
+            state[key] = torch.rand(shape, generator=generator) + 0.5
+        elif len(shape) == 4:
+            fan_in = shape[1] * shape[2] * shape[3]
+            state[key] = torch.randn(shape, generator=generator) * (2.0 / fan_in) ** 0.5
+        elif key.endswith("bn3.weight") or key.endswith("bn2.weight") and depth < 50:
+            # The last BN of a residual branch: small, so the sum stays bounded over blocks.
+            state[key] = torch.rand(shape, generator=generator) * 0.5
+        else:
+            state[key] = torch.randn(shape, generator=generator) * 0.2 + (
+                1.0 if key.endswith("weight") and "bn" in key else 0.0
+            )
+    return state
+
+
+def reference_stages(state: dict[str, torch.Tensor], depth: int, images: torch.Tensor):
+    """The four stage outputs of torchvision's ResNet (v1.5: a bottleneck strides on its
+    3x3) in eval mode, written with torch.nn.functional on a torchvision state dict."""
+    blocks = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}[depth]
+
+    def bn(x: torch.Tensor, name: str) -> torch.Tensor:
+        return F.batch_norm(
+            x,
+            state[f"{name}.running_mean"],
+            state[f"{name}.running_var"],
+            state[f"{name}.weight"],
+            state[f"{name}.bias"],
+            training=False,
+            eps=1e-5,
+        )
+
+    def conv(x: torch.Tensor, name: str, stride: int = 1) -> torch.Tensor:
+        weight = state[f"{name}.weight"]
+        return F.conv2d(x, weight, stride=stride, padding=weight.shape[-1] // 2)
+
+    x = F.relu(bn(conv(images, "conv1", 2), "bn1"))
+    x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+    stages = []
+    for stage, count in enumerate(blocks):
+        for b in range(count):
+            p = f"layer{stage + 1}.{b}"
+            stride = 2 if stage > 0 and b == 0 else 1
+            shortcut = x
+            if f"{p}.downsample.0.weight" in state:
+                shortcut = bn(conv(x, f"{p}.downsample.0", stride), f"{p}.downsample.1")
+            if depth >= 50:
+                out = F.relu(bn(conv(x, f"{p}.conv1"), f"{p}.bn1"))
+                out = F.relu(bn(conv(out, f"{p}.conv2", stride), f"{p}.bn2"))
+                out = bn(conv(out, f"{p}.conv3"), f"{p}.bn3")
+            else:
+                out = F.relu(bn(conv(x, f"{p}.conv1", stride), f"{p}.bn1"))
+                out = bn(conv(out, f"{p}.conv2"), f"{p}.bn2")
+            x = F.relu(out + shortcut)
+        stages.append(x)
+    return stages
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_forward_matches_a_functional_torchvision_resnet(depth: int):
+    state = random_torchvision_state(depth, seed=depth)
+    model = ResNet(depth, out_indices=(0, 1, 2, 3), num_classes=1000)
+    model.load_state_dict(state)
+    images = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = model.eval()(images)
+        expected = reference_stages(state, depth, images)
+    for stage, (g, e) in enumerate(zip(got, expected, strict=True)):
+        assert e.std() > 0.1, stage  # features of order one, not vanishing
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4, msg=f"layer{stage + 1}")
+
+
 @pytest.fixture(scope="module")
 def torchvision_resnet18() -> dict[str, torch.Tensor]:
-    torch.manual_seed(1)
-    return ResNet(18, num_classes=1000).state_dict()
+    """ResNet-18 weights under torchvision's names, built without the model."""
+    return random_torchvision_state(18, seed=1)
 
 
 def _assert_loaded(model: ResNet, source: dict[str, torch.Tensor], prefix: str = "") -> None:
