@@ -94,7 +94,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--evaluate-oracle",
         action="store_true",
         help="instead of writing files, compare the ablations (single sweep ... + completion) "
-        "with the synthetic oracle and print a table",
+        "with the synthetic oracle (or --ground-truth-dir) and print a table",
+    )
+    parser.add_argument(
+        "--ground-truth-dir",
+        default="",
+        help="with --evaluate-oracle: your own per-image maps instead of the oracle, "
+        "<dir>/<CAM>/<image stem>.npz with 'depth' (float, camera z in metres, 0 = unknown) "
+        "and optional 'semantics' (uint8 Occ3D classes) for the dynamic columns "
+        "(docs/formats.md)",
     )
     parser.add_argument(
         "--max-keyframes", type=int, help="with --evaluate-oracle: use the first N keyframes"
@@ -132,7 +140,13 @@ def main(argv: list[str] | None = None) -> int:
         chosen = infos[: args.max_keyframes] if args.max_keyframes else infos
         try:
             results = evaluate_against_oracle(
-                chosen, dataroot, config, cameras, dynamic, show_progress=not args.quiet
+                chosen,
+                dataroot,
+                config,
+                cameras,
+                dynamic,
+                show_progress=not args.quiet,
+                ground_truth_dir=args.ground_truth_dir,
             )
         except (FileNotFoundError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)

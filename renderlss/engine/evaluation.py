@@ -63,8 +63,9 @@ from renderlss.geometry import transform_points
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.labels.artifacts import shard_indices
 from renderlss.models.occupancy_net import predict_occupancy
+from renderlss.records.files import output_path
 from renderlss.records.infos import info_pose
-from renderlss.records.oracle import has_oracle, load_oracle, oracle_path
+from renderlss.records.oracle import ground_truth_folder, load_ground_truth
 from renderlss.targets.sources import TargetSource
 from renderlss.train.distributed import all_reduce_sum, is_main_process, rank, world_size
 
@@ -231,7 +232,9 @@ def _depth_scorers(
     eval_config: EvalConfig, dataroot: str, device, prior: RowMedianDepthPrior | None
 ) -> _DepthScorers:
     lidar = eval_config.lidar_depth
-    oracle = eval_config.oracle and bool(dataroot) and has_oracle(dataroot)
+    oracle = eval_config.oracle and (
+        ground_truth_folder(dataroot, eval_config.ground_truth_dir) is not None
+    )
 
     def make(on: bool) -> DepthScore | None:
         return DepthScore(eval_config, device) if on else None
@@ -320,18 +323,19 @@ def score_oracle_depth(
     info: dict,
     bev_aug: np.ndarray,
     cameras: list[str],
-    dataroot: str,
+    truth_dir: Path,
     stride: int,
     grid: VoxelGrid,
 ) -> None:
-    """Render every camera at ``stride`` and score it against the oracle's exact depth at
-    the same pixels (those whose surface lies inside the grid); one row per camera."""
+    """Render every camera at ``stride`` and score it against the ground-truth depth of
+    ``truth_dir`` (the oracle's exact depth, or ``eval.ground_truth_dir``) at the same
+    pixels (those whose surface lies inside the grid); one row per camera."""
     images = render_camera_images(model, predictions, index, info, cameras, bev_aug, stride)
     for cam, rendered in zip(cameras, images):
         cam_info = info["cams"][cam]
         strided: StridedGrid = camera_grid(cam_info, stride)
-        depth, _ = load_oracle(
-            oracle_path(dataroot, cam, cam_info["data_path"]),
+        depth, _ = load_ground_truth(
+            output_path(truth_dir, cam, cam_info["data_path"]),
             f"sample {info['token']}",
             (strided.height, strided.width),
         )
@@ -412,7 +416,7 @@ def evaluate(
                     info,
                     bev_aug,
                     cameras,
-                    dataset.dataroot,
+                    ground_truth_folder(dataset.dataroot, eval_config.ground_truth_dir),
                     eval_config.image_stride,
                     data.grid,
                 )

@@ -35,9 +35,14 @@ class EvalConfig:
     max_depth: float = 80.0
     # Render depth against every LiDAR point of the keyframe that projects into a camera.
     lidar_depth: bool = True
-    # Render whole camera images every image_stride pixels and compare them with the exact
-    # oracle depth when ``<dataroot>/oracle/`` exists (synthetic data).
+    # Render whole camera images every image_stride pixels and compare them with per-pixel
+    # ground-truth depth (``depth/oracle/...``): the maps of ground_truth_dir when set, else
+    # the exact oracle when ``<dataroot>/oracle/`` exists (synthetic data).
     oracle: bool = True
+    # A folder of the user's own per-image maps, ``<dir>/<CAM>/<image stem>.npz`` with
+    # ``depth`` (float, camera z in metres, 0 = unknown) and optional ``semantics`` (uint8,
+    # the config's class indices); docs/formats.md. "" = the synthetic oracle, if any.
+    ground_truth_dir: str = ""
     image_stride: int = 4
     # The images-blind depth prior scored with the baselines: per camera, the image height cut
     # into this many row bands, each predicting the median LiDAR target depth of the band

@@ -22,7 +22,8 @@ from renderlss.labels.dense_depth import (
     keyframe_dense_depth,
     scene_context,
 )
-from renderlss.records.oracle import load_oracle, oracle_path
+from renderlss.records.files import output_path
+from renderlss.records.oracle import ground_truth_folder, load_ground_truth
 
 # (name, overrides of the full configuration): single sweep, accumulation, + moving objects,
 # + hidden-point removal, + completion.
@@ -81,13 +82,19 @@ def evaluate_against_oracle(
     cameras: list[str],
     dynamic_classes: list[int],
     show_progress: bool = True,
+    ground_truth_dir: str | Path = "",
 ) -> dict[str, dict[str, float]]:
-    """Metrics of every :data:`ABLATIONS` configuration over the given keyframes.
+    """Metrics of every :data:`ABLATIONS` configuration over the given keyframes, against
+    the maps of ``ground_truth_dir`` when given, else the dataroot's oracle (the dynamic
+    metrics need ``semantics`` in the maps; without them no pixel counts as dynamic).
 
     Returns:
         ``{ablation name: {coverage, abs_rel, outlier_rate, dynamic_coverage,
         dynamic_abs_rel, dynamic_outlier_rate, seconds_per_keyframe}}``.
     """
+    truth_dir = ground_truth_folder(dataroot, ground_truth_dir)
+    if truth_dir is None:
+        raise FileNotFoundError(f"{dataroot}: no oracle/ folder and no ground-truth folder")
     scenes = group_by_scene(infos)
     results = {}
     for name, overrides in ABLATIONS:
@@ -101,12 +108,13 @@ def evaluate_against_oracle(
             if scene != context_scene:
                 context_scene, context = scene, scene_context(scenes[scene])
             for cam, depth, _, _ in keyframe_dense_depth(info, context, dataroot, config, cameras):
-                path = oracle_path(dataroot, cam, info["cams"][cam]["data_path"])
-                truth, semantics = load_oracle(path, f"sample {info['token']} {cam}")
+                path = output_path(truth_dir, cam, info["cams"][cam]["data_path"])
+                truth, semantics = load_ground_truth(path, f"sample {info['token']} {cam}")
                 truth = sample_at_output(truth, config.downscale)
-                semantics = sample_at_output(semantics, config.downscale)
                 every.add(depth, truth, np.ones(depth.shape, dtype=bool))
-                dynamic.add(depth, truth, np.isin(semantics, dynamic_classes))
+                if semantics is not None:
+                    semantics = sample_at_output(semantics, config.downscale)
+                    dynamic.add(depth, truth, np.isin(semantics, dynamic_classes))
         seconds = (time.perf_counter() - start) / max(len(infos), 1)
         images = max(len(infos) * len(cameras), 1)
         all_metrics = every.metrics()
