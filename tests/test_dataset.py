@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +192,22 @@ def test_collate_and_loader(fixture_infos):
         collate([dict(x=torch.zeros(1)), dict(y=torch.zeros(1))])
 
 
+def flip_compressed_bytes(path: Path, member: str) -> None:
+    """Invert a run of bytes inside the compressed data of one member of a zip archive,
+    leaving the archive's directory intact."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    raw = bytearray(path.read_bytes())
+    # The local header: 30 bytes, then the name and the extra field (lengths at 26 and 28).
+    name_length = int.from_bytes(raw[info.header_offset + 26 : info.header_offset + 28], "little")
+    extra_length = int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_length + extra_length
+    assert info.compress_size > 16
+    for i in range(start + 2, start + 12):
+        raw[i] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
 def test_bad_files_are_named(tmp_path):
     root = make_nuscenes_dataroot(tmp_path / "root")
     create_infos(str(root), VERSION, str(tmp_path / "out"), show_progress=False)
@@ -218,7 +235,16 @@ def test_bad_files_are_named(tmp_path):
         dataset[1]
     np.savez(labels, **occ_labels((10, 20, 6)))
     with pytest.raises(
-        ValueError, match=r"'semantics' has shape \(10, 20, 6\), the grid is \(20, 20, 6\)"
+        ValueError, match=r"'semantics' has shape \(10, 20, 6\), the label grid is \(20, 20, 6\)"
+    ):
+        dataset[1]
+    # A valid archive whose compressed data is damaged: zlib fails on one array.
+    np.savez_compressed(labels, **occ_labels((20, 20, 6)))
+    flip_compressed_bytes(labels, "mask_lidar.npy")
+    with pytest.raises(
+        ValueError,
+        match=f"{labels}: occupancy label file is corrupt \\(sample {token('sample', 0, 1)}, "
+        "field 'mask_lidar'\\)",
     ):
         dataset[1]
     with pytest.raises(ValueError, match=f"sample {token('sample', 0, 2)} has no occ_path"):

@@ -33,7 +33,7 @@ from renderlss.data.classes import ClassesConfig
 from renderlss.data.info_builder import create_infos
 from renderlss.engine.build import load_trained_model
 from renderlss.engine.evaluation import eval_dataset, evaluate, fit_baselines, sweep_thresholds
-from renderlss.engine.experiment import load_experiment
+from renderlss.engine.experiment import load_experiment, training_data
 from renderlss.engine.full_image import StridedGrid, rasterise_targets
 from renderlss.eval.baselines import AllFreeBaseline, ColumnMajorityBaseline
 from renderlss.eval.config import EvalConfig
@@ -42,6 +42,7 @@ from renderlss.geometry.grid import VoxelGrid
 from renderlss.ops.config import RenderConfig
 from renderlss.ops.rays import Rays
 from renderlss.ops.render import RenderOutput, render_rays
+from renderlss.records.infos import load_infos
 from renderlss.synthetic import generate_dataset, synthetic_config
 from renderlss.targets.pixel_targets import PixelTargets
 from renderlss.train.checkpoint import CheckpointError
@@ -297,6 +298,124 @@ def test_label_volume_scores_perfect_occupancy_and_baselines_score_zero(tiny_roo
     # Every density threshold below SIGMA keeps the labels, any above empties the volume.
     sweep = sweep_thresholds(model, dataset, config, eval_config, [0.5, SIGMA - 1, SIGMA])
     assert [r.miou for r in sweep] == [1.0, 1.0, 0.0]
+
+
+# Labels at twice the resolution in x, y and z with a margin of 2 fine voxels in x and y: the
+# tiny grid nests in it at offset (2, 2, 0) and ratio (2, 2, 2).
+FINE_LABEL_GRID = dict(
+    point_cloud_range=(-20.8, -20.8, -1.0, 20.8, 20.8, 5.4), voxel_size=(0.8, 0.8, 0.4)
+)
+FINE_OVERRIDES = [
+    f"data.label_grid.point_cloud_range={FINE_LABEL_GRID['point_cloud_range']}",
+    f"data.label_grid.voxel_size={FINE_LABEL_GRID['voxel_size']}",
+]
+TWO_D_CONFIG = str(REPO / "configs" / "synthetic_2d.py")
+
+
+def refine_labels(labels: dict[str, np.ndarray], rng: np.random.Generator) -> dict:
+    """Labels on FINE_LABEL_GRID that pool back to ``labels`` (on the tiny grid): each voxel
+    becomes 2 x 2 x 2 sub-voxels, one of an occupied voxel's made free and one made another
+    class (its class still the majority), one sub-voxel of an observed voxel observed, and
+    random classes and masks in the margin."""
+    free = 17
+    shape = (52, 52, 16)
+    semantics = rng.integers(0, free + 1, shape).astype(np.uint8)
+    masks = {
+        name: rng.integers(0, 2, shape).astype(np.uint8) for name in ("mask_lidar", "mask_camera")
+    }
+    inner = (slice(2, 50), slice(2, 50), slice(0, 16))
+    coarse = labels["semantics"]
+    fine = coarse.repeat(2, 0).repeat(2, 1).repeat(2, 2)
+    occupied = coarse != free
+    fine[::2, ::2, ::2][occupied] = free
+    fine[1::2, 1::2, 1::2][occupied] = (coarse[occupied] + 1) % free
+    semantics[inner] = fine
+    for name in masks:
+        masks[name][inner] = 0
+        masks[name][inner][1::2, ::2, 1::2] = labels[name]
+    return dict(semantics=semantics, **masks)
+
+
+def with_fine_labels(infos_path: Path, out: Path, rng) -> tuple[dict, list[dict]]:
+    """The records of ``infos_path`` with their label files replaced by refined ones under
+    ``out`` (absolute paths)."""
+    metadata, records = load_infos(infos_path)
+    for info in records:
+        with np.load(Path(metadata["dataroot"]) / info["occ_path"]) as data:
+            labels = {name: data[name] for name in data.files}
+        path = out / info["token"] / "labels.npz"
+        path.parent.mkdir(parents=True)
+        np.savez_compressed(path, **refine_labels(labels, rng))
+        info["occ_path"] = str(path)
+    return metadata, records
+
+
+def test_2d_only_config_without_load_occ_still_scores_occupancy(tiny_root):
+    """Labels no loss reads are not loaded for training, and evaluation loads them anyway."""
+    config = load_experiment(TWO_D_CONFIG, tiny_overrides(tiny_root) + ["data.load_occ=False"])
+    assert not training_data(config).load_occ
+    assert not training_data(load_experiment(TWO_D_CONFIG, tiny_overrides(tiny_root))).load_occ
+    assert training_data(tiny_config(tiny_root)).load_occ  # the demo's 3D loss reads them
+    eval_config = EvalConfig(ray_iou=FAST_RAYS, lidar_depth=False, oracle=False)
+    dataset = eval_dataset(config, config.data.val_infos)
+    model = LabelVolume(config.data.grid, config.data.classes.free_index)
+    train_set = eval_dataset(config, config.data.train_infos)
+    baselines = fit_baselines(train_set, config, eval_config)
+    m = evaluate(model, dataset, config, eval_config, baselines=baselines).metrics
+    assert m["mIoU_17_classes"] == 1.0 and m["RayIoU"] == 1.0
+    assert m["baseline/all_free/RayIoU"] == 0.0
+    assert 0.0 < m["baseline/column_majority/geometry_IoU"] < 1.0
+    assert sweep_thresholds(model, dataset, config, eval_config, [0.5])[0].miou == 1.0
+
+
+def test_labels_on_a_finer_larger_grid_pool_to_the_model_grid(tiny_root, tmp_path):
+    rng = np.random.default_rng(5)
+    infos = tiny_root / "infos"
+    val = with_fine_labels(infos / "renderlss_infos_val.pkl", tmp_path / "val", rng)
+    train = with_fine_labels(infos / "renderlss_infos_train.pkl", tmp_path / "train", rng)
+    eval_config = EvalConfig(ray_iou=FAST_RAYS, lidar_depth=False, oracle=False)
+    coarse = tiny_config(tiny_root)
+    reference = evaluate(
+        LabelVolume(coarse.data.grid, 17, shift=1),
+        eval_dataset(coarse, coarse.data.val_infos),
+        coarse,
+        eval_config,
+        baselines=fit_baselines(eval_dataset(coarse, coarse.data.train_infos), coarse, eval_config),
+    ).metrics
+    config = load_experiment(DEMO_CONFIG, tiny_overrides(tiny_root) + FINE_OVERRIDES)
+    dataset = eval_dataset(config, val)
+    pooled = dataset[0]
+    with np.load(
+        tiny_root / load_infos(infos / "renderlss_infos_val.pkl")[1][0]["occ_path"]
+    ) as data:
+        np.testing.assert_array_equal(pooled["voxel_semantics"].numpy(), data["semantics"])
+        np.testing.assert_array_equal(pooled["mask_camera"].numpy(), data["mask_camera"] != 0)
+    metrics = evaluate(
+        LabelVolume(config.data.grid, 17, shift=1),
+        dataset,
+        config,
+        eval_config,
+        baselines=fit_baselines(eval_dataset(config, train), config, eval_config),
+    ).metrics
+    assert 0.1 < reference["mIoU_17_classes"] < 0.9
+    np.testing.assert_equal(metrics, reference)  # NaN where the coarse labels give NaN
+
+    # A label grid that does not nest: no Occ3D scores, and the report says why.
+    shifted = FINE_OVERRIDES[1:] + [
+        "data.label_grid.point_cloud_range=(-20.4, -20.8, -1.0, 21.2, 20.8, 5.4)"
+    ]
+    config = load_experiment(DEMO_CONFIG, tiny_overrides(tiny_root) + shifted)
+    dataset = eval_dataset(config, val)
+    assert not dataset.loads_occ and "voxel_semantics" not in dataset[0]
+    blind = OracleLookup(dataset, tiny_root, list(config.data.cameras))  # reads no labels
+    result = evaluate(blind, dataset, config, eval_config)
+    assert "mIoU_17_classes" not in result.metrics
+    assert "not on a label voxel boundary" in result.tables["Occ3D voxel IoU and RayIoU"]
+    with pytest.raises(ValueError, match="no Occ3D labels to fit a baseline on: data.label_grid"):
+        fit_baselines(eval_dataset(config, train), config, eval_config)
+    # Label files of another shape than the label grid stop evaluation when it starts.
+    with pytest.raises(ValueError, match=r"has shape \(52, 52, 16\), the label grid is"):
+        eval_dataset(coarse, val)
 
 
 def test_oracle_depth_is_rendered_at_the_oracle_pixels(tiny_root):

@@ -4,7 +4,8 @@ the semantic losses (``model.loss.class_counts`` points at the JSON this writes)
 
   rays: classes of the render-target pixels of every training keyframe (before weighted ray
         sampling, so the balancing does not count itself)
-  occ:  Occ3D voxel labels inside the camera mask (for the 3D loss)
+  occ:  Occ3D voxel labels inside the camera mask (for the 3D loss), on the model grid:
+        labels on data.label_grid are cropped and pooled to data.grid first
 
 Example:
     python tools/class_frequencies.py configs/synthetic_demo.py \
@@ -42,12 +43,13 @@ def count_ray_classes(dataset: OccDataset, num_classes: int, ignore_index: int) 
 
 
 def count_voxel_classes(dataset: OccDataset, num_classes: int) -> np.ndarray:
-    """[K] counts of Occ3D labels inside ``mask_camera`` over ``dataset``."""
+    """[K] counts of Occ3D labels inside ``mask_camera`` over ``dataset``, on the model grid
+    (labels on a larger or finer ``data.label_grid`` cropped and pooled as in training)."""
     counts = np.zeros(num_classes, dtype=np.int64)
     for index in tqdm(range(len(dataset)), desc="voxels", unit="sample"):
-        sample = dataset[index]
-        labels = sample["voxel_semantics"][sample["mask_camera"]].numpy()
-        counts += np.bincount(labels, minlength=num_classes)[:num_classes]
+        labels = dataset.occupancy_labels(dataset.infos[index])
+        inside = labels["semantics"][labels["mask_camera"] != 0]
+        counts += np.bincount(inside, minlength=num_classes)[:num_classes]
     return counts
 
 
@@ -68,19 +70,24 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.source == "occ":
         overrides += ["data.targets.sources=[]", "data.load_occ=True"]
+    else:
+        overrides += ["data.load_occ=False"]
     try:
         config = load_experiment(args.config, overrides)
+        dataset = OccDataset(config.data.train_infos, config.data, train=False)
     except STARTUP_ERRORS as err:
         return startup_error(err)
     classes = config.data.classes
-    dataset = OccDataset(config.data.train_infos, config.data, train=False)
-    if args.source == "rays":
-        if not dataset.target_sources:
-            print("error: data.targets.sources is empty: no ray classes to count", file=sys.stderr)
-            return 2
-        counts = count_ray_classes(dataset, classes.num_classes, classes.ignore_index)
-    else:
-        counts = count_voxel_classes(dataset, classes.num_classes)
+    if args.source == "rays" and not dataset.target_sources:
+        print("error: data.targets.sources is empty: no ray classes to count", file=sys.stderr)
+        return 2
+    try:
+        if args.source == "rays":
+            counts = count_ray_classes(dataset, classes.num_classes, classes.ignore_index)
+        else:
+            counts = count_voxel_classes(dataset, classes.num_classes)
+    except STARTUP_ERRORS as err:  # a missing or damaged file of one sample
+        return startup_error(err)
     names = classes.occ_class_names + ["free"]
     atomic_save_json(
         args.out,

@@ -133,13 +133,25 @@ class DataConfig:
     bev_aug: BevAugConfig = field(default_factory=BevAugConfig)
     image_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)  # RGB, 0..255
     image_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    # Training reads the Occ3D labels when a loss uses them (model.loss.occ3d_weight or
+    # occ3d_density_weight > 0) and this is True; False with such a loss is an error.
+    # Evaluation reads them whenever the info records name them (docs/evaluation.md).
     load_occ: bool = True
     grid: VoxelGrid = field(default_factory=VoxelGrid)
+    # The grid of the labels.npz files when it is not `grid`: it must contain `grid` at a
+    # whole number of label voxels per model voxel and axis; labels are cropped to `grid`
+    # and pooled (docs/formats.md). None: the labels are on `grid`.
+    label_grid: VoxelGrid | None = None
     classes: ClassesConfig = field(default_factory=ClassesConfig)
     targets: TargetConfig = field(default_factory=TargetConfig)
     batch_size: int = 1
     workers: int = 4
     seed: int = 0
+
+    @property
+    def occ_label_grid(self) -> VoxelGrid:
+        """The grid of the Occ3D label files: ``label_grid``, or ``grid`` when unset."""
+        return self.grid if self.label_grid is None else self.label_grid
 
     def validate(self, where: str) -> None:
         if not self.cameras or len(set(self.cameras)) != len(self.cameras):
@@ -155,6 +167,8 @@ class DataConfig:
         self.image_aug.validate(f"{where}.image_aug")
         self.bev_aug.validate(f"{where}.bev_aug")
         self.grid.validate(f"{where}.grid")
+        if self.label_grid is not None:
+            self.label_grid.validate(f"{where}.label_grid")
         self.classes.validate(f"{where}.classes")
         self.targets.validate(f"{where}.targets")
         if self.targets.sources and not self.classes.occ_class_names:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from renderlss.data.augment import (
     sample_image_aug,
 )
 from renderlss.data.config import DataConfig
+from renderlss.data.label_grid import LabelNesting, nest, pool_labels
 from renderlss.data.render_targets import (
     build_ray_targets,
     collect_frame_targets,
@@ -40,6 +42,9 @@ from renderlss.records.files import read_rgb_image
 from renderlss.records.infos import camera_to_key_ego, info_pose, load_infos
 
 OCC_FIELDS = ("semantics", "mask_lidar", "mask_camera")
+# What a damaged .npz raises: a broken archive, a member whose compressed data or CRC does
+# not check out, or a broken array header.
+_CORRUPT_FILE = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 class PackedRecords:
@@ -67,23 +72,31 @@ class PackedRecords:
 
 
 def load_occ_labels(path: str, token: str, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
-    """Occ3D ``labels.npz`` as uint8 arrays of the grid's shape, checked field by field."""
+    """Occ3D ``labels.npz`` as arrays of the label grid's ``shape``, read and checked field
+    by field (an error names the file, the sample and the field)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: occupancy label file missing (sample {token})")
+    corrupt = f"{path}: occupancy label file is corrupt (sample {token}"
     try:
-        with np.load(path) as data:
-            labels = {name: np.asarray(data[name]) for name in OCC_FIELDS if name in data}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise ValueError(
-            f"{path}: occupancy label file is corrupt (sample {token}): {err}"
-        ) from err
-    for name in OCC_FIELDS:
-        if name not in labels:
-            raise ValueError(f"{path}: field {name!r} missing (sample {token})")
-        if labels[name].shape != shape:
+        archive = np.load(path)
+    except _CORRUPT_FILE as err:
+        raise ValueError(f"{corrupt}): {err}") from err
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{corrupt}): not an .npz archive")
+    labels = {}
+    with archive:
+        for name in OCC_FIELDS:
+            if name not in archive:
+                raise ValueError(f"{path}: field {name!r} missing (sample {token})")
+            try:
+                labels[name] = np.asarray(archive[name])
+            except _CORRUPT_FILE as err:
+                raise ValueError(f"{corrupt}, field {name!r}): {err}") from err
+    for name, array in labels.items():
+        if array.shape != shape:
             raise ValueError(
-                f"{path}: field {name!r} has shape {labels[name].shape}, the grid is {shape} "
-                f"(sample {token})"
+                f"{path}: field {name!r} has shape {array.shape}, the label grid is {shape} "
+                f"(data.label_grid, or data.grid when unset; sample {token})"
             )
     return labels
 
@@ -96,10 +109,20 @@ class OccDataset(Dataset):
         config: the data section of the experiment config.
         train: random augmentation (seeded by ``(config.seed, epoch, index)``) when True;
             deterministic resize + bottom crop and no BEV augmentation when False.
+        occ_when_available: Occ3D labels in every sample exactly when every record names a
+            label file and ``config.occ_label_grid`` nests ``config.grid`` (evaluation),
+            whatever ``config.load_occ`` says; otherwise ``occ_unavailable`` says why not.
+            When False, ``config.load_occ`` decides, and a grid that does not nest or a
+            record without labels is an error.
     """
 
     def __init__(
-        self, infos: str | Path | tuple[dict, list[dict]], config: DataConfig, train: bool
+        self,
+        infos: str | Path | tuple[dict, list[dict]],
+        config: DataConfig,
+        train: bool,
+        *,
+        occ_when_available: bool = False,
     ) -> None:
         if isinstance(infos, str | Path):
             self.source = str(infos)
@@ -107,6 +130,19 @@ class OccDataset(Dataset):
         else:
             self.source = "<in-memory infos>"
             self.metadata, records = infos
+        # label_nesting is None exactly when samples carry no Occ3D labels.
+        self.label_nesting: LabelNesting | None = None
+        self.occ_unavailable = "data.load_occ is False"
+        if occ_when_available:
+            self.occ_unavailable = self._missing_label_files(records)
+            if not self.occ_unavailable:
+                try:
+                    self.label_nesting = nest(config.occ_label_grid, config.grid)
+                except ValueError as err:
+                    self.occ_unavailable = str(err)
+        elif config.load_occ:
+            self.label_nesting = nest(config.occ_label_grid, config.grid)
+            self.occ_unavailable = ""
         self.infos = PackedRecords(records)
         self.config = config
         self.train = train
@@ -117,6 +153,23 @@ class OccDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.infos)
+
+    @property
+    def loads_occ(self) -> bool:
+        """Whether samples carry Occ3D labels (``voxel_semantics``, ``mask_*``)."""
+        return self.label_nesting is not None
+
+    def _missing_label_files(self, records: list[dict]) -> str:
+        """Why the records have no Occ3D labels to load ("" when every one names a file)."""
+        missing = [info["token"] for info in records if not info.get("occ_path")]
+        if not records or len(missing) == len(records):
+            return f"{self.source}: no sample has Occ3D labels (occ_path)"
+        if missing:
+            return (
+                f"{self.source}: {len(missing)} of {len(records)} samples have no Occ3D labels "
+                f"(occ_path), e.g. sample {missing[0]}"
+            )
+        return ""
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draws of an epoch (call before iterating)."""
@@ -171,18 +224,34 @@ class OccDataset(Dataset):
         pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float()
         return pixels.sub_(mean).div_(std).contiguous()
 
-    def _occupancy(self, info: dict, bev_params: BevAugParams) -> dict[str, torch.Tensor]:
+    def occupancy_labels(self, info: dict) -> dict[str, np.ndarray]:
+        """The Occ3D labels of a labeled record on the model grid, not augmented:
+        ``semantics``, ``mask_lidar``, ``mask_camera`` uint8 [X, Y, Z] (the label grid
+        cropped and pooled, ``renderlss.data.label_grid``)."""
         token = info["token"]
+        if self.label_nesting is None:
+            raise ValueError(f"{self.source}: no Occ3D labels are loaded: {self.occ_unavailable}")
         if not info.get("occ_path"):
             raise ValueError(
                 f"{self.source}: sample {token} has no occ_path (no Occ3D labels); "
                 "set data.load_occ=False to train without them"
             )
-        grid = self.config.grid
-        labels = load_occ_labels(self.resolve(info["occ_path"], token), token, grid.shape)
+        path = self.resolve(info["occ_path"], token)
+        labels = load_occ_labels(path, token, self.config.occ_label_grid.shape)
+        classes = self.config.classes
+        return pool_labels(
+            labels,
+            self.label_nesting,
+            classes.free_index,
+            classes.ignore_index,
+            f"{path} (sample {token})",
+        )
+
+    def _occupancy(self, info: dict, bev_params: BevAugParams) -> dict[str, torch.Tensor]:
+        labels = self.occupancy_labels(info)
         fills = dict(semantics=self.config.classes.free_index, mask_lidar=0, mask_camera=0)
         out = {
-            name: apply_bev_aug_to_voxels(labels[name], bev_params, grid, fills[name])
+            name: apply_bev_aug_to_voxels(labels[name], bev_params, self.config.grid, fills[name])
             for name in OCC_FIELDS
         }
         return dict(
@@ -225,7 +294,7 @@ class OccDataset(Dataset):
                 bev_aug=bev_aug,
             ),
         )
-        if self.config.load_occ:
+        if self.loads_occ:
             sample.update(self._occupancy(info, bev_params))
         if self.target_sources:
             img_aug = np.stack([c["img_aug"] for c in cams])

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from renderlss.data.collate import collate, to_device
-from renderlss.data.dataset import OccDataset, load_occ_labels
+from renderlss.data.dataset import OccDataset
 from renderlss.data.render_targets import make_target_sources
 from renderlss.engine.experiment import ExperimentConfig
 from renderlss.engine.full_image import (
@@ -74,9 +74,20 @@ from renderlss.train.distributed import all_reduce_sum, is_main_process, rank, w
 
 def eval_dataset(config: ExperimentConfig, infos: str | Path) -> OccDataset:
     """An eval-mode dataset of ``infos``. Ray targets are switched off: the runner projects
-    the LiDAR itself, without the training-time weighted ray sampling."""
+    the LiDAR itself, without the training-time weighted ray sampling.
+
+    Occ3D labels are loaded whenever every record names a label file and the label grid
+    nests the model grid, whatever the losses use (``data.load_occ`` is about training);
+    the first sample's file is read here, so that a label file of another shape than
+    ``data.label_grid`` stops evaluation before the network runs.
+    """
     targets = replace(config.data.targets, sources=[])
-    return OccDataset(infos, replace(config.data, targets=targets), train=False)
+    dataset = OccDataset(
+        infos, replace(config.data, targets=targets), train=False, occ_when_available=True
+    )
+    if dataset.loads_occ:
+        dataset.occupancy_labels(dataset.infos[0])
+    return dataset
 
 
 def lidar_source(config: ExperimentConfig, dataroot: str | Path) -> TargetSource:
@@ -131,14 +142,12 @@ def training_labels(
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """``(semantics, mask)`` of every sample of ``dataset`` read from its Occ3D label file
     (no images are loaded); ``mask`` is "camera", "lidar" or "none"."""
-    shape = dataset.config.grid.shape
+    if not dataset.loads_occ:
+        raise ValueError(f"no Occ3D labels to fit a baseline on: {dataset.occ_unavailable}")
     for index in range(len(dataset)):
         info = dataset.infos[index]
-        token = info["token"]
-        where = f"{dataset.source}: sample {token}"
-        if not info.get("occ_path"):
-            raise ValueError(f"{where}: no occ_path (no Occ3D labels to fit a baseline on)")
-        labels = load_occ_labels(dataset.resolve(info["occ_path"], token), token, shape)
+        labels = dataset.occupancy_labels(info)
+        where = f"{dataset.source}: sample {info['token']}"
         yield labels["semantics"], occ3d_eval_mask(labels, mask, where)
 
 
@@ -362,7 +371,8 @@ def evaluate(
 
     Args:
         model: an ``OccupancyNet`` (anything with its ``volume`` and ``render``), on ``device``.
-        dataset: an eval-mode dataset (``eval_dataset``); Occ3D scores need ``load_occ``.
+        dataset: an eval-mode dataset (``eval_dataset``); Occ3D scores need its labels
+            (``dataset.loads_occ``), and without them the tables say why they are missing.
         baselines: name -> predictor, scored like the model (``fit_baselines``).
         depth_prior: images-blind depth predictor scored like the rendered depth
             (``fit_depth_prior``), reported as ``baseline/depth_prior/depth/...``.
@@ -378,10 +388,10 @@ def evaluate(
     data = config.data
     cameras = list(data.cameras)
     threshold, free_index = eval_config.density_threshold, data.classes.free_index
-    model_scores = VoxelScores(config, eval_config, device) if data.load_occ else None
+    model_scores = VoxelScores(config, eval_config, device) if dataset.loads_occ else None
     baseline_scores = {name: VoxelScores(config, eval_config, device) for name in (baselines or {})}
-    if baseline_scores and not data.load_occ:
-        raise ValueError("baselines need Occ3D labels: set data.load_occ=True")
+    if baseline_scores and not dataset.loads_occ:
+        raise ValueError(f"baselines need Occ3D labels: {dataset.occ_unavailable}")
     depth = _depth_scorers(eval_config, dataset.dataroot, device, depth_prior)
     source = lidar_source(config, dataset.dataroot) if depth.lidar is not None else None
     samples = 0
@@ -421,7 +431,10 @@ def evaluate(
                     data.grid,
                 )
             samples += 1
-    return _merge_and_report(samples, model_scores, baseline_scores, depth, device)
+    result = _merge_and_report(samples, model_scores, baseline_scores, depth, device)
+    if model_scores is None:
+        result.tables["Occ3D voxel IoU and RayIoU"] = f"not scored: {dataset.occ_unavailable}"
+    return result
 
 
 def _merge_and_report(
@@ -488,8 +501,8 @@ def sweep_thresholds(
 ) -> list[OccupancyIoUResult]:
     """Occ3D mIoU for every density threshold, from one pass of the network over the
     shard of ``dataset`` (merged over processes), in the order of ``thresholds``."""
-    if not dataset.config.load_occ:
-        raise ValueError("a threshold sweep needs Occ3D labels: set data.load_occ=True")
+    if not dataset.loads_occ:
+        raise ValueError(f"a threshold sweep needs Occ3D labels: {dataset.occ_unavailable}")
     device = torch.device(device)
     classes = config.data.classes
     metrics = [

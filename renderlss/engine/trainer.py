@@ -26,7 +26,7 @@ from renderlss.data.collate import collate, to_device
 from renderlss.data.dataset import OccDataset
 from renderlss.engine.build import build_model
 from renderlss.engine.evaluation import eval_dataset, evaluate, lidar_source, predicted_volumes
-from renderlss.engine.experiment import ExperimentConfig
+from renderlss.engine.experiment import ExperimentConfig, training_data
 from renderlss.engine.pictures import sample_pictures
 from renderlss.eval.metrics import miou_key
 from renderlss.io import atomic_save_json, remove_stale_temp_files
@@ -82,8 +82,11 @@ def load_class_weights(config: ExperimentConfig, field: str) -> torch.Tensor | N
         return None
     path = Path(name)
     if not path.is_file():
+        source = "occ" if field == "occ3d_class_counts" else "rays"
         raise FileNotFoundError(
-            f"model.loss.{field}: {path} not found (make it with tools/class_frequencies.py)"
+            f"model.loss.{field}: {path} not found; make it with `python "
+            f"tools/class_frequencies.py CONFIG --source {source} --out {path}`, or set "
+            f"model.loss.{field}='' to weigh every class 1"
         )
     record = json.loads(path.read_text())
     names = record.get("class_names")
@@ -170,7 +173,7 @@ class Trainer:
         self.log = log if self.is_main else (lambda line: None)
         self.work_dir = Path(tc.work_dir)
         seed_everything(tc.seed, self.dist.rank)
-        self.dataset = OccDataset(config.data.train_infos, config.data, train=True)
+        self.dataset = OccDataset(config.data.train_infos, training_data(config), train=True)
         self.sampler = EpochSampler(
             len(self.dataset), True, tc.seed, self.dist.rank, self.dist.world_size
         )
