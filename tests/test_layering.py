@@ -24,7 +24,12 @@ FLOORS = {
     "io": 1,
     "class_balance": 1,
 }
-DEVKIT_READERS = {"data/info_builder.py", "data/nuscenes_access.py", "data/splits.py"}
+DEVKIT_READERS = {
+    "data/info_builder.py",
+    "data/nuscenes_access.py",
+    "data/splits.py",
+    "data/unlabeled_infos.py",
+}
 
 
 def imported_modules(path: Path) -> set[str]:

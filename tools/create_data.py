@@ -18,6 +18,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from renderlss.data.info_builder import MissingFileError, create_infos  # noqa: E402
+from renderlss.data.unlabeled_infos import (  # noqa: E402
+    create_unlabeled_infos,
+    format_unlabeled_report,
+)
 from renderlss.io import remove_stale_temp_files  # noqa: E402
 
 
@@ -50,6 +54,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="skip (and count) samples whose image/LiDAR/sweep files are missing "
         "instead of stopping at the first",
     )
+    parser.add_argument(
+        "--unlabeled",
+        action="store_true",
+        help="also write <out-dir>/<prefix>_infos_<split>_unlabeled.pkl: the camera frames "
+        "between keyframes (sweeps/CAM_*) grouped per time with their nearest LiDAR sweep, "
+        "without labels (docs/data.md, 'Unlabeled frames')",
+    )
     return parser.parse_args(argv)
 
 
@@ -66,6 +77,18 @@ def main(argv: list[str] | None = None) -> int:
             val_fraction=args.val_fraction,
             skip_missing=args.skip_missing,
         )
+        unlabeled = (
+            create_unlabeled_infos(
+                args.dataroot,
+                args.version,
+                args.out_dir,
+                args.prefix,
+                args.max_sweeps,
+                args.val_fraction,
+            )
+            if args.unlabeled
+            else None
+        )
     except MissingFileError as err:
         print(f"error: {err}\n(use --skip-missing to skip such samples)", file=sys.stderr)
         return 1
@@ -73,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(report.format())
+    if unlabeled is not None:
+        print(format_unlabeled_report(unlabeled))
     return 0
 
 

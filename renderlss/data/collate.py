@@ -22,7 +22,8 @@ def _collate_values(values: list[Any]) -> Any:
 
 def collate(samples: list[dict]) -> dict:
     """Batch sample dicts: tensors stacked to ``[B, ...]``, ``targets`` collated per key,
-    ``meta`` kept as a list of the per-sample dicts."""
+    ``meta`` kept as a list of the per-sample dicts, and ``labeled`` [B] bool from each
+    ``meta["labeled"]`` (True where a sample's meta lacks it)."""
     if not samples:
         raise ValueError("collate: empty batch")
     keys = set(samples[0])
@@ -31,12 +32,15 @@ def collate(samples: list[dict]) -> dict:
             raise ValueError(
                 f"collate: sample {i} has keys {sorted(sample)}, sample 0 has {sorted(keys)}"
             )
-    return {
+    batch = {
         key: [s[key] for s in samples]
         if key == "meta"
         else _collate_values([s[key] for s in samples])
         for key in samples[0]
     }
+    if "meta" in batch:
+        batch["labeled"] = torch.tensor([bool(m.get("labeled", True)) for m in batch["meta"]])
+    return batch
 
 
 def to_device(batch, device: torch.device):

@@ -121,6 +121,46 @@ class TargetConfig:
 
 
 @dataclass
+class UnlabeledConfig:
+    """Training on frames without labels next to the labeled keyframes (the
+    ``data.unlabeled`` section; docs/data.md, "Unlabeled frames").
+
+    Unlabeled samples keep their images, camera geometry and LiDAR depth; their Occ3D labels
+    and every class target are replaced by the ignore index (masks all 0).
+    """
+
+    # Info files of non-keyframe camera frames (tools/create_data.py --unlabeled).
+    infos: list[str] = field(default_factory=list)
+    # Unlabeled samples per labeled sample in a batch: batch_size / (1 + ratio) must be a
+    # whole number >= 1 (batch_size 2, ratio 1: 1 labeled + 1 unlabeled).
+    ratio: float = 0.0
+    # Share of the training scenes whose keyframes count as unlabeled (chosen by scene,
+    # reproducibly from ``seed``); 0 keeps every keyframe labeled.
+    keyframe_fraction: float = 0.0
+    seed: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether training mixes labeled and unlabeled samples at all."""
+        return bool(self.infos) or self.keyframe_fraction > 0
+
+    def labeled_per_batch(self, batch_size: int) -> int:
+        """Labeled samples in a batch of ``batch_size``: ``batch_size / (1 + ratio)``."""
+        return round(batch_size / (1.0 + self.ratio))
+
+    def validate(self, where: str) -> None:
+        if self.ratio < 0:
+            raise ValueError(f"{where}.ratio: must be >= 0, got {self.ratio}")
+        if not 0.0 <= self.keyframe_fraction < 1.0:
+            raise ValueError(
+                f"{where}.keyframe_fraction: must be in [0, 1) (some scenes stay labeled), "
+                f"got {self.keyframe_fraction}"
+            )
+        if self.infos and self.ratio == 0:
+            raise ValueError(f"{where}.ratio: 0 would never read the unlabeled infos")
+
+
+@dataclass
 class DataConfig:
     """Where the data is, how a sample is built and how it is batched."""
 
@@ -144,6 +184,7 @@ class DataConfig:
     label_grid: VoxelGrid | None = None
     classes: ClassesConfig = field(default_factory=ClassesConfig)
     targets: TargetConfig = field(default_factory=TargetConfig)
+    unlabeled: UnlabeledConfig = field(default_factory=UnlabeledConfig)
     batch_size: int = 1
     workers: int = 4
     seed: int = 0
@@ -171,5 +212,26 @@ class DataConfig:
             self.label_grid.validate(f"{where}.label_grid")
         self.classes.validate(f"{where}.classes")
         self.targets.validate(f"{where}.targets")
+        self.unlabeled.validate(f"{where}.unlabeled")
+        self._validate_mixing(where)
         if self.targets.sources and not self.classes.occ_class_names:
             raise ValueError(f"{where}.classes: render targets need the class list")
+
+    def _validate_mixing(self, where: str) -> None:
+        """The batch composition and target sources that ``data.unlabeled`` needs."""
+        unlabeled = self.unlabeled
+        if not unlabeled.enabled:
+            return
+        labeled = self.batch_size / (1.0 + unlabeled.ratio)
+        if labeled < 1 or abs(labeled - round(labeled)) > 1e-9:
+            raise ValueError(
+                f"{where}.unlabeled.ratio: batch_size {self.batch_size} / (1 + {unlabeled.ratio})"
+                " must be a whole number >= 1 of labeled samples per batch"
+            )
+        # Unlabeled samples take their depth from the LiDAR alone: the other sources are
+        # keyframe files or carry classes.
+        if self.targets.sources and "lidar" not in self.targets.sources:
+            raise ValueError(
+                f"{where}.targets.sources: unlabeled samples need the 'lidar' source for "
+                f"their depth targets, got {self.targets.sources}"
+            )

@@ -7,6 +7,10 @@ own ego pose at its own timestamp; BEV augmentation is then applied on top.
 Render targets (``sample["targets"]``) are rays in the augmented key-ego frame with depth and
 class targets, drawn from the target sources named in ``data.targets`` (see
 ``renderlss.data.render_targets``); with no source configured the dict stays empty.
+
+Unlabeled records (``renderlss.data.unlabeled``) give the same sample with ``meta["labeled"]``
+False: Occ3D labels all ignore index with zero masks, and rays from the LiDAR source alone
+with every class target the ignore index, drawn without looking at any class.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import pickle
 import zipfile
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +43,7 @@ from renderlss.data.render_targets import (
     input_depth_image,
     make_target_sources,
 )
+from renderlss.data.unlabeled import is_labeled, strip_labels
 from renderlss.records.files import read_rgb_image
 from renderlss.records.infos import camera_to_key_ego, info_pose, load_infos
 
@@ -150,6 +156,12 @@ class OccDataset(Dataset):
         self.dataroot = config.dataroot or self.metadata.get("dataroot", "")
         self.index_of_token = {info["token"]: i for i, info in enumerate(records)}
         self.target_sources = make_target_sources(config.targets, self.dataroot, config.classes)
+        # What an unlabeled sample reads: the LiDAR depth (lidarseg stripped), no other source.
+        self.depth_sources = [
+            source
+            for name, source in zip(config.targets.sources, self.target_sources)
+            if name == "lidar"
+        ]
 
     def __len__(self) -> int:
         return len(self.infos)
@@ -224,6 +236,15 @@ class OccDataset(Dataset):
         pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float()
         return pixels.sub_(mean).div_(std).contiguous()
 
+    def _unlabeled_occupancy(self) -> dict[str, torch.Tensor]:
+        """[X, Y, Z] labels of an unlabeled sample: the ignore index, masks all False."""
+        shape = self.config.grid.shape
+        return dict(
+            voxel_semantics=torch.full(shape, self.config.classes.ignore_index, dtype=torch.int64),
+            mask_lidar=torch.zeros(shape, dtype=torch.bool),
+            mask_camera=torch.zeros(shape, dtype=torch.bool),
+        )
+
     def occupancy_labels(self, info: dict) -> dict[str, np.ndarray]:
         """The Occ3D labels of a labeled record on the model grid, not augmented:
         ``semantics``, ``mask_lidar``, ``mask_camera`` uint8 [X, Y, Z] (the label grid
@@ -248,6 +269,8 @@ class OccDataset(Dataset):
         )
 
     def _occupancy(self, info: dict, bev_params: BevAugParams) -> dict[str, torch.Tensor]:
+        if not is_labeled(info):
+            return self._unlabeled_occupancy()
         labels = self.occupancy_labels(info)
         fills = dict(semantics=self.config.classes.free_index, mask_lidar=0, mask_camera=0)
         out = {
@@ -281,6 +304,7 @@ class OccDataset(Dataset):
             targets={},
             meta=dict(
                 token=token,
+                labeled=is_labeled(info),
                 scene_name=info.get("scene_name", ""),
                 timestamp=info.get("timestamp", 0),
                 cameras=list(self.config.cameras),
@@ -305,22 +329,35 @@ class OccDataset(Dataset):
         index = self.index_of_token.get(token)
         return None if index is None else self.infos[index]
 
+    def _lookup_unlabeled(self, token: str) -> dict | None:
+        """A neighbour of an unlabeled sample, stripped of its labels as well."""
+        info = self._lookup(token)
+        return None if info is None else strip_labels(info)
+
     def _render_targets(
         self, info: dict, index: int, bev_aug: np.ndarray, img_aug: np.ndarray
     ) -> dict[str, torch.Tensor]:
         """Rays with targets, plus ``image_depth`` [N, H, W]: the current keyframe's target
         depth in each augmented input image (for the LSS depth loss)."""
+        config = self.config.targets
+        sources, lookup = self.target_sources, self._lookup
+        if not is_labeled(info):
+            if not info.get("lidar_path"):
+                raise ValueError(
+                    f"{self.source}: sample {info['token']}, field 'lidar_path' is empty: an "
+                    "unlabeled sample takes its depth targets from its LiDAR sweep"
+                )
+            # With no class among the candidates, no share of the rays needs to be kept
+            # for class targets.
+            info, sources, lookup = strip_labels(info), self.depth_sources, self._lookup_unlabeled
+            config = replace(config, max_unlabelled_share=1.0)
         frames = collect_frame_targets(
-            info,
-            self._lookup,
-            self.target_sources,
-            self.config.cameras,
-            self.config.targets.adjacent_keyframes,
+            info, lookup, sources, self.config.cameras, config.adjacent_keyframes
         )
         # Ray draws are random in eval mode too (a fixed subset per sample), seeded by index.
         rng = np.random.default_rng([self.config.seed, self.epoch if self.train else 0, index])
         rays = build_ray_targets(
-            frames, self.config.targets, self.config.classes, self.config.grid, bev_aug, rng
+            frames, config, self.config.classes, self.config.grid, bev_aug, rng
         )
         current = frames[0][2]
         rays["image_depth"] = np.stack(
