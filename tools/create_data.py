@@ -17,12 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from renderlss.data.info_builder import MissingFileError, create_infos  # noqa: E402
+from renderlss.data.file_check import check_info_files  # noqa: E402
+from renderlss.data.info_builder import CreateReport, MissingFileError, create_infos  # noqa: E402
 from renderlss.data.unlabeled_infos import (  # noqa: E402
     create_unlabeled_infos,
     format_unlabeled_report,
 )
 from renderlss.io import remove_stale_temp_files  # noqa: E402
+from renderlss.records.infos import load_infos  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,8 +53,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--skip-missing",
         action="store_true",
-        help="skip (and count) samples whose image/LiDAR/sweep files are missing "
+        help="skip (and count) samples whose image/LiDAR/sweep/lidarseg files are missing "
         "instead of stopping at the first",
+    )
+    parser.add_argument(
+        "--check-files",
+        action="store_true",
+        help="after writing the infos, open every image, LiDAR, lidarseg and sweep file they "
+        "reference and list every unreadable, truncated or mismatched one (exit code 1 if any)",
     )
     parser.add_argument(
         "--unlabeled",
@@ -62,6 +70,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "without labels (docs/data.md, 'Unlabeled frames')",
     )
     return parser.parse_args(argv)
+
+
+def check_files(report: CreateReport) -> int:
+    """The ``--check-files`` pass over the info files just written: 0 when every referenced
+    file is usable, else 1 after listing all problems."""
+    checked, problems = 0, []
+    for split in report.splits.values():
+        _, infos = load_infos(split.path)
+        count, found = check_info_files(infos, report.dataroot)
+        checked += count
+        problems += found
+    print(f"checked {checked} files: {len(problems)} with problems")
+    for problem in problems:
+        print(f"error: {problem.format()}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.format())
     if unlabeled is not None:
         print(format_unlabeled_report(unlabeled))
-    return 0
+    return check_files(report) if args.check_files else 0
 
 
 if __name__ == "__main__":

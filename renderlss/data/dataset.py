@@ -45,7 +45,7 @@ from renderlss.data.render_targets import (
 )
 from renderlss.data.unlabeled import is_labeled, strip_labels
 from renderlss.records.files import read_rgb_image
-from renderlss.records.infos import camera_to_key_ego, info_pose, load_infos
+from renderlss.records.infos import camera_to_key_ego, info_intrinsic, info_pose, load_infos
 
 OCC_FIELDS = ("semantics", "mask_lidar", "mask_camera")
 # What a damaged .npz raises: a broken archive, a member whose compressed data or CRC does
@@ -222,7 +222,7 @@ class OccDataset(Dataset):
         params = sample_image_aug(image.shape[:2], input_size, self.config.image_aug, rng)
         return dict(
             image=apply_image_aug(image, params, input_size),
-            intrinsic=np.asarray(cam["cam_intrinsic"], dtype=np.float64),
+            intrinsic=info_intrinsic(cam, where),
             img_aug=image_aug_matrix(params, image.shape[:2], input_size),
             sensor2ego=info_pose(cam, "sensor2ego", where),
             ego2global=info_pose(cam, "ego2global", where),

@@ -13,14 +13,17 @@ from tqdm import tqdm
 
 from renderlss.data.nuscenes_access import (
     LIDAR_CHANNEL,
+    LIDARSEG_TABLE,
     camera_channels,
     camera_intrinsic,
     lidarseg_filenames,
+    missing_lidarseg_files,
     open_nuscenes,
     previous_sample_data,
     record_pose,
     rotation_translation,
     scene_sample_tokens,
+    table_file,
 )
 from renderlss.data.splits import split_scenes
 from renderlss.geometry import compose, invert_pose
@@ -62,7 +65,11 @@ def _camera_fields(nusc: NuScenes, sample: dict, channel: str) -> dict:
     sample_data = nusc.get("sample_data", sample["data"][channel])
     return dict(
         _sensor_record_fields(nusc, sample_data),
-        cam_intrinsic=camera_intrinsic(nusc, sample_data["calibrated_sensor_token"]),
+        cam_intrinsic=camera_intrinsic(
+            nusc,
+            sample_data["calibrated_sensor_token"],
+            f"sample {sample['token']}, camera {channel}",
+        ),
         width=int(sample_data["width"]),
         height=int(sample_data["height"]),
     )
@@ -101,6 +108,17 @@ def _check_files_exist(dataroot: str, info: dict) -> None:
             raise MissingFileError(
                 f"{os.path.join(dataroot, path)}: file missing (sample {info['token']})"
             )
+
+
+def _check_lidarseg_files(nusc: NuScenes) -> None:
+    """Refuse a lidarseg table naming files that are not on disk, listing all of them."""
+    missing = missing_lidarseg_files(nusc.dataroot, getattr(nusc, "lidarseg", []))
+    if missing:
+        listing = "".join(f"\n  {os.path.join(nusc.dataroot, path)}" for path in missing)
+        raise MissingFileError(
+            f"{table_file(nusc, LIDARSEG_TABLE)}: {len(missing)} of its label files are "
+            f"missing:{listing}"
+        )
 
 
 def build_sample_info(
@@ -228,10 +246,18 @@ def create_infos(
     skip_missing: bool = False,
     show_progress: bool = True,
 ) -> CreateReport:
-    """Write ``<out_dir>/<prefix>_infos_<split>.pkl`` for every split of a dataroot."""
+    """Write ``<out_dir>/<prefix>_infos_<split>.pkl`` for every split of a dataroot.
+
+    Raises:
+        MissingFileError: a referenced file is not on disk (all missing lidarseg files are
+            listed at once); with ``skip_missing`` such samples are left out and counted.
+        FileNotFoundError, ValueError: see :func:`open_nuscenes` and :func:`build_sample_info`.
+    """
     if max_sweeps < 0:
         raise ValueError(f"max_sweeps must be >= 0, got {max_sweeps}")
     nusc = open_nuscenes(dataroot, version)
+    if not skip_missing:
+        _check_lidarseg_files(nusc)
     splits, unassigned = split_scenes(version, [s["name"] for s in nusc.scene], val_fraction)
     cameras = camera_channels(nusc)
     has_lidarseg = bool(lidarseg_filenames(nusc))

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
+import tempfile
 
 import numpy as np
 from nuscenes.nuscenes import NuScenes
 
-from renderlss.geometry import pose_matrix
+from renderlss.geometry import pose_matrix, validated_intrinsic
 
 LIDAR_CHANNEL = "LIDAR_TOP"
+LIDARSEG_TABLE = "lidarseg"
 
 
 def available_versions(dataroot: str) -> list[str]:
@@ -24,8 +27,63 @@ def available_versions(dataroot: str) -> list[str]:
     )
 
 
+def read_lidarseg_table(dataroot: str, version: str) -> list[dict]:
+    """Records of ``<dataroot>/<version>/lidarseg.json``, read without the devkit (empty
+    when the dataroot has no lidarseg table).
+
+    Raises:
+        ValueError: the table is unreadable or a record lacks ``sample_data_token`` or
+            ``filename``, naming the file.
+    """
+    path = os.path.join(dataroot, version, f"{LIDARSEG_TABLE}.json")
+    if not os.path.isfile(path):
+        return []
+    try:
+        with open(path) as handle:
+            records = json.load(handle)
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a readable lidarseg table ({err})") from err
+    fields = ("sample_data_token", "filename")
+    if not isinstance(records, list) or not all(
+        isinstance(r, dict) and all(f in r for f in fields) for r in records
+    ):
+        raise ValueError(f"{path}: expected a list of records with fields {fields}")
+    return records
+
+
+def missing_lidarseg_files(dataroot: str, records: list[dict]) -> list[str]:
+    """Label files (relative to the dataroot) that lidarseg ``records`` name but the dataroot
+    lacks, in table order."""
+    return [
+        r["filename"] for r in records if not os.path.isfile(os.path.join(dataroot, r["filename"]))
+    ]
+
+
+def _devkit_without_lidarseg(dataroot: str, version: str) -> NuScenes:
+    """The devkit on a dataroot whose lidarseg table it would refuse: it asserts that the
+    label folder holds exactly one file per record, naming none. It reads every other table
+    through a temporary folder of links, so the samples with missing label files can be
+    skipped by name instead."""
+    with tempfile.TemporaryDirectory(prefix="renderlss-tables-") as view:
+        for entry in os.listdir(dataroot):
+            if entry != version:
+                os.symlink(os.path.join(dataroot, entry), os.path.join(view, entry))
+        os.mkdir(os.path.join(view, version))
+        for name in os.listdir(os.path.join(dataroot, version)):
+            if name != f"{LIDARSEG_TABLE}.json":
+                os.symlink(os.path.join(dataroot, version, name), os.path.join(view, version, name))
+        nusc = NuScenes(version=version, dataroot=view, verbose=False)
+    nusc.dataroot = dataroot
+    for map_record in nusc.map:  # map masks load lazily from the path given at init
+        map_record["mask"].img_file = os.path.join(dataroot, map_record["filename"])
+    return nusc
+
+
 def open_nuscenes(dataroot: str, version: str) -> NuScenes:
     """Load a nuScenes-format dataroot through the devkit, quietly.
+
+    A lidarseg table naming label files that are not on disk is kept as it is (as
+    ``nusc.lidarseg``); :func:`missing_lidarseg_files` lists them.
 
     Raises:
         FileNotFoundError: the dataroot or its ``<version>`` folder does not exist.
@@ -41,12 +99,17 @@ def open_nuscenes(dataroot: str, version: str) -> NuScenes:
             f"{table_root}: no folder for version {version!r} in dataroot {dataroot} "
             f"(versions found: {found or 'none'})"
         )
+    lidarseg = read_lidarseg_table(dataroot, version)
     # The devkit prints progress even with verbose=False in places; keep tool output clean.
     with contextlib.redirect_stdout(io.StringIO()):
         try:
-            return NuScenes(version=version, dataroot=dataroot, verbose=False)
+            if not missing_lidarseg_files(dataroot, lidarseg):
+                return NuScenes(version=version, dataroot=dataroot, verbose=False)
+            nusc = _devkit_without_lidarseg(dataroot, version)
         except (AssertionError, KeyError, FileNotFoundError, OSError) as err:
             raise ValueError(f"{table_root}: nuscenes-devkit could not load it: {err!r}") from err
+    nusc.lidarseg = lidarseg
+    return nusc
 
 
 def table_file(nusc: NuScenes, table: str) -> str:
@@ -76,16 +139,18 @@ def record_pose(nusc: NuScenes, table: str, token: str) -> np.ndarray:
     return pose_matrix(rotation, translation)
 
 
-def camera_intrinsic(nusc: NuScenes, calibrated_sensor_token: str) -> list[list[float]]:
-    """Validated [3, 3] camera matrix of a calibrated_sensor record, as nested lists."""
-    k = np.asarray(nusc.get("calibrated_sensor", calibrated_sensor_token)["camera_intrinsic"])
-    if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
-        raise ValueError(
-            f"{table_file(nusc, 'calibrated_sensor')}: token {calibrated_sensor_token}, field "
-            f"'camera_intrinsic' is not a finite 3x3 matrix with positive focal lengths: "
-            f"{k.tolist()}"
-        )
-    return k.astype(np.float64).tolist()
+def camera_intrinsic(nusc: NuScenes, calibrated_sensor_token: str, user: str) -> list[list[float]]:
+    """Validated [3, 3] camera matrix of a calibrated_sensor record, as nested lists.
+
+    Args:
+        user: the record that needs it (e.g. ``sample <token>, camera <channel>``), named in
+            the error next to the table file, token and field.
+    Raises:
+        ValueError: no valid camera matrix (see ``renderlss.geometry.intrinsics``).
+    """
+    value = nusc.get("calibrated_sensor", calibrated_sensor_token)["camera_intrinsic"]
+    where = f"{table_file(nusc, 'calibrated_sensor')}: token {calibrated_sensor_token} ({user})"
+    return validated_intrinsic(value, f"{where}, field 'camera_intrinsic'").tolist()
 
 
 def scene_sample_tokens(nusc: NuScenes, scene: dict) -> list[str]:

@@ -8,6 +8,7 @@ from renderlss.geometry.camera import (
     project_to_image,
     unproject_pixels,
 )
+from renderlss.geometry.intrinsics import validated_intrinsic
 from renderlss.geometry.transforms import (
     compose,
     invert_pose,
@@ -31,6 +32,7 @@ __all__ = [
     "quaternion_to_matrix",
     "transform_points",
     "unproject_pixels",
+    "validated_intrinsic",
     "yaw_of_quaternion",
     "yaw_to_quaternion",
 ]

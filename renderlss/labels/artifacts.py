@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from renderlss.io import atomic_save_json
 from renderlss.records.files import output_path
+from renderlss.records.infos import info_intrinsic
 
 MANIFEST_NAME = "manifest.json"
 
@@ -99,7 +100,8 @@ def pending_keyframes(
     an image left to build, behind a progress bar.
 
     Counts the shard's keyframes and the finished images into ``summary`` (and, once the loop
-    ends, its seconds); a record without a camera's path fails the keyframe.
+    ends, its seconds); a record without a camera's path, or with a malformed camera matrix
+    for an image left to build, fails the keyframe before anything of it is written.
     """
     start = time.perf_counter()
     indices = shard_indices(len(infos), shard)
@@ -112,8 +114,13 @@ def pending_keyframes(
                 for cam in cameras
                 if not output_path(out_dir, cam, info["cams"][cam]["data_path"]).is_file()
             ]
+            for cam in pending:
+                info_intrinsic(info["cams"][cam], f"sample {info['token']}, camera {cam}")
         except KeyError as err:
             summary.failed.append(f"sample {info.get('token', index)}: field {err} missing")
+            continue
+        except ValueError as err:
+            summary.failed.append(str(err))
             continue
         summary.skipped += len(cameras) - len(pending)
         if pending:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderlss.geometry import compose, invert_pose, pose_matrix
+from renderlss.geometry import compose, invert_pose, pose_matrix, validated_intrinsic
 from renderlss.io import atomic_save_pickle
 
 INFO_FORMAT = "renderlss-infos"
@@ -32,6 +32,20 @@ def info_pose(record: dict, name: str, where: str) -> np.ndarray:
         )
     except KeyError as err:
         raise ValueError(f"{where}: field {err.args[0]!r} missing") from err
+
+
+def info_intrinsic(cam_info: dict, where: str) -> np.ndarray:
+    """[3, 3] float64 validated camera matrix ``cam_intrinsic`` of an info camera record.
+
+    Args:
+        where: names the record (e.g. ``<info file>: sample <token>, camera <channel>``).
+    Raises:
+        ValueError: the field is missing or no valid camera matrix (see
+            ``renderlss.geometry.intrinsics``), naming ``where`` and the field.
+    """
+    if "cam_intrinsic" not in cam_info:
+        raise ValueError(f"{where}: field 'cam_intrinsic' missing")
+    return validated_intrinsic(cam_info["cam_intrinsic"], f"{where}: field 'cam_intrinsic'")
 
 
 def occ_label_path(scene_name: str, sample_token: str) -> str:
@@ -94,7 +108,7 @@ def normalise_bevdet_info(info: dict, where: str) -> dict:
         cams = {
             name: dict(
                 _bevdet_sensor(cam, f"{where}, camera {name}"),
-                cam_intrinsic=np.asarray(cam["cam_intrinsic"], dtype=np.float64).tolist(),
+                cam_intrinsic=info_intrinsic(cam, f"{where}, camera {name}").tolist(),
                 width=int(cam.get("width", 0)),
                 height=int(cam.get("height", 0)),
             )

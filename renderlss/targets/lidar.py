@@ -21,24 +21,32 @@ DEFAULT_MIN_DEPTH = 0.5  # camera-z metres; nearer points are dropped
 
 
 def load_lidar_points(path: str | Path) -> np.ndarray:
-    """[P, 5] float32 points of a nuScenes ``.pcd.bin`` file (x, y, z, intensity, ring)."""
+    """[P, 5] float32 points of a nuScenes ``.pcd.bin`` file (x, y, z, intensity, ring).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: an empty file, one that is no whole
+            number of points (truncated) or one with NaN / Inf values, naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"LiDAR file not found: {path}")
     raw = np.fromfile(path, dtype=np.float32)
+    if raw.size == 0:
+        raise ValueError(f"{path}: LiDAR file is empty (0 points)")
     if raw.size % POINT_DIMS:
         raise ValueError(
             f"{path}: {raw.size} floats is not a whole number of {POINT_DIMS}-float points "
             "(truncated or not a nuScenes .pcd.bin)"
         )
     points = raw.reshape(-1, POINT_DIMS)
-    if not np.all(np.isfinite(points[:, :3])):
-        raise ValueError(f"{path}: point coordinates contain NaN or Inf")
+    if not np.all(np.isfinite(points)):
+        raise ValueError(f"{path}: LiDAR points contain NaN or Inf")
     return points
 
 
 def load_lidarseg_labels(path: str | Path, num_points: int) -> np.ndarray:
-    """[P] uint8 lidarseg category indices, checked against the point count."""
+    """[P] uint8 lidarseg category indices, checked against the point count of the LiDAR
+    file they label (read first, so a broken point file is named as such)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"lidarseg file not found: {path}")
