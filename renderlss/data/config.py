@@ -175,7 +175,7 @@ class DataConfig:
     image_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     # Training reads the Occ3D labels when a loss uses them (model.loss.occ3d_weight or
     # occ3d_density_weight > 0) and this is True; False with such a loss is an error.
-    # Evaluation reads them whenever the info records name them (docs/evaluation.md).
+    # Evaluation reads them whenever the info records name them (docs/data.md).
     load_occ: bool = True
     grid: VoxelGrid = field(default_factory=VoxelGrid)
     # The grid of the labels.npz files when it is not `grid`: it must contain `grid` at a
