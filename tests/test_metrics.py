@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from helpers import run_processes
 
 from renderlss.data.classes import load_classes
 from renderlss.eval import (
@@ -192,10 +192,12 @@ def test_all_reduce_over_two_gloo_processes_equals_one_process(tmp_path):
                 depth_target=rng.random((2, 9)) * 2,
             )
         )
-    mp.start_processes(
+    run_processes(
         _distributed_worker,
-        args=(str(tmp_path / "store"), str(tmp_path), parts),
-        nprocs=2,
+        (str(tmp_path / "store"), str(tmp_path), parts),
+        2,
+        120,
+        "the two-process all-reduce",
         start_method="fork",
     )
     grid = VoxelGrid((0.0, 0.0, 0.0, 4.0, 4.0, 2.0), (1.0, 1.0, 1.0))
