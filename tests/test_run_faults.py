@@ -24,7 +24,7 @@ from helpers import (
 from silent_rank_worker import TIMEOUT_S, WORLD_SIZE, silent_rank
 from torch import nn
 
-from renderlss.engine.cli import configure_cpu_threads
+from renderlss.engine.cli import configure_cpu_threads, one_line
 from renderlss.engine.experiment import load_experiment
 from renderlss.engine.trainer import train
 from renderlss.io import atomic_open, atomic_write_text, remove_stale_temp_files, temp_path_for
@@ -251,6 +251,25 @@ def test_train_tool_reports_known_failures_in_one_line(infos, tmp_path, capsys):
         errors = capsys.readouterr().err.strip().splitlines()
         assert status == 2, what
         assert len(errors) == 1 and errors[0].startswith("error: ") and named in errors[0], what
+
+
+class _BadSample(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> None:
+        raise ValueError("x.npz: sample tok1: field 'depth' missing\n(made by make_dense_depth)")
+
+
+def test_error_of_a_loader_worker_is_reported_without_the_worker_traceback():
+    loader = torch.utils.data.DataLoader(_BadSample(), num_workers=1)
+    with pytest.raises(ValueError) as caught:
+        next(iter(loader))
+    assert "File " in str(caught.value)  # the worker's traceback is in the message
+    assert one_line(caught.value) == (
+        "Caught ValueError in DataLoader worker process 0. | "
+        "ValueError: x.npz: sample tok1: field 'depth' missing | (made by make_dense_depth)"
+    )
 
 
 def test_train_tool_shows_unexpected_errors_in_full(infos, tmp_path, monkeypatch):

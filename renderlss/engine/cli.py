@@ -77,11 +77,23 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, default_split: str
     )
 
 
+def one_line(err: Exception) -> str:
+    """The message of ``err`` on one line: its lines joined by " | ". An error re-raised from
+    a DataLoader worker carries the worker's traceback in its message; of that only the
+    original error (``<Type>: message...``, the traceback's last entry) is kept."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
+    if starts:
+        original = f"{type(err).__name__}: "
+        ends = [i for i, line in enumerate(lines) if line.startswith(original)]
+        lines = lines[: starts[0]] + (lines[ends[-1] :] if ends else lines[-1:])
+    return " | ".join(lines)
+
+
 def startup_error(err: Exception) -> int:
     """Report an error of :data:`STARTUP_ERRORS` or :data:`RUN_ERRORS` on stderr in one line
-    (the lines of a longer message joined by " | "); the tool's exit status (2)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    print(f"error: {' | '.join(lines)}", file=sys.stderr)
+    (:func:`one_line`); the tool's exit status (2)."""
+    print(f"error: {one_line(err)}", file=sys.stderr)
     return 2
 
 
