@@ -233,6 +233,55 @@ def test_early_termination_drops_little_weight():
     torch.testing.assert_close(early.depth, full.depth, rtol=0, atol=eps * max_depth)
 
 
+@pytest.mark.parametrize(
+    ("training", "early_stop_eps", "density_scale"),
+    [(True, 0.0, 1.0), (False, 1e-3, 20.0), (True, 1e-3, 20.0)],
+    ids=["jitter", "early termination", "both"],
+)
+def test_gradients_match_finite_differences(training, early_stop_eps, density_scale):
+    # With a generator seeded afresh for every call the jittered samples are fixed, so the
+    # render is a smooth function of the volumes; early termination keeps the same samples
+    # for perturbations this small (checked), so central differences see the same function.
+    density, logits, rays = _random_scene(torch.Generator().manual_seed(11), num_rays=60)
+    density = density * density_scale
+    upstream = torch.randn(2, 60, 4, generator=torch.Generator().manual_seed(12))
+    config = RenderConfig(early_stop_eps=early_stop_eps, segment_samples=4, chunk_size=25)
+
+    def render(d: torch.Tensor, lg: torch.Tensor):
+        out = render_rays(d, lg, rays, SMALL, config, training, torch.Generator().manual_seed(13))
+        loss = (
+            out.depth.double().sum()
+            + 3 * out.opacity.double().sum()
+            + (out.semantics.double() * upstream).sum()
+        )
+        return loss, int(out.num_samples)
+
+    inputs = (density.requires_grad_(True), logits.requires_grad_(True))
+    loss, samples = render(*inputs)
+    grads = torch.autograd.grad(loss, inputs)
+    if early_stop_eps:
+        full = render_rays(density, logits, rays, SMALL, RenderConfig(early_stop_eps=0.0), False)
+        assert samples < 0.8 * int(full.num_samples)  # termination does cut samples
+    generator = torch.Generator().manual_seed(14)
+    for which in range(2):
+        for _ in range(2):
+            direction = torch.randn(inputs[which].shape, generator=generator)
+            if which == 0:  # the empty outer layer stays empty (see the test above)
+                direction = direction * (density.detach() > 0)
+            h = 1e-2
+            with torch.no_grad():
+                moved = []
+                for sign in (1, -1):
+                    shifted = [x.detach().clone() for x in inputs]
+                    shifted[which] += sign * h * direction
+                    value, count = render(*shifted)
+                    assert count == samples
+                    moved.append(float(value))
+            numeric = (moved[0] - moved[1]) / (2 * h)
+            analytic = float((grads[which].double() * direction).sum())
+            assert analytic == pytest.approx(numeric, rel=1e-3, abs=5e-4), which
+
+
 def test_rays_missing_the_box_render_nothing():
     density, logits, _ = _random_scene(torch.Generator().manual_seed(8), batch=1)
     origins = torch.tensor([[[10.0, 0.0, 0.0], [0.0, 0.0, 5.0], [0.0, 0.0, 0.0]]])
