@@ -77,9 +77,9 @@ def student_view(
 ) -> dict:
     """The student's batch: unlabeled samples jittered and without labels.
 
-    Unlabeled samples get jittered images, ray confidence 0, ray depth 0 (so no ray-query
-    point is made on them), ray class ``ignore_index``, no ``image_depth``, voxel labels
-    ``ignore_index`` and empty camera and LiDAR masks. ``batch`` is not modified.
+    Unlabeled samples get jittered images, ray depth 0 (no depth term and no ray-query
+    point reads them), ray class ``ignore_index``, no ``image_depth`` and voxel labels
+    ``ignore_index`` (whatever their masks say). ``batch`` is not modified.
     """
     view = dict(batch)
     unlabeled = ~labeled
@@ -95,14 +95,13 @@ def student_view(
         ).unflatten(0, images[unlabeled].shape[:2])
         view["img"] = images
     ignore = data.classes.ignore_index
-    fills = dict(confidence=0.0, depth=0.0, semantics=ignore, image_depth=0.0)
+    fills = dict(depth=0.0, semantics=ignore, image_depth=0.0)
     view["targets"] = {
         name: _keep_rows(value, labeled, fills[name]) if name in fills else value
         for name, value in batch["targets"].items()
     }
-    for name, fill in (("voxel_semantics", ignore), ("mask_camera", False), ("mask_lidar", False)):
-        if name in batch:
-            view[name] = _keep_rows(batch[name], labeled, fill)
+    if "voxel_semantics" in batch:
+        view["voxel_semantics"] = _keep_rows(batch["voxel_semantics"], labeled, ignore)
     return view
 
 

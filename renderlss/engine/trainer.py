@@ -24,10 +24,19 @@ from torch.utils.data import DataLoader
 from renderlss.configuration import to_dict
 from renderlss.data.collate import collate, to_device
 from renderlss.data.dataset import OccDataset
+from renderlss.data.training_set import make_training_loader
 from renderlss.engine.build import build_model
 from renderlss.engine.evaluation import eval_dataset, evaluate, lidar_source, predicted_volumes
 from renderlss.engine.experiment import ExperimentConfig, training_data
 from renderlss.engine.pictures import sample_pictures
+from renderlss.engine.teacher_student import (
+    MONITOR_PREFIX,
+    labeled_samples,
+    monitor_ratios,
+    pseudo_weight_factor,
+    student_view,
+    teacher_student_terms,
+)
 from renderlss.eval.metrics import miou_key
 from renderlss.io import atomic_save_json, remove_stale_temp_files
 from renderlss.models.losses import class_weights_from_counts
@@ -123,24 +132,6 @@ def make_loader(
     )
 
 
-def batches_from(
-    loader: DataLoader, sampler: EpochSampler, dataset: OccDataset, start_batch: int
-) -> Iterator[dict]:
-    """Batches epoch after epoch, starting ``start_batch`` batches into the run."""
-    per_epoch = len(sampler) // loader.batch_size
-    if per_epoch < 1:
-        raise ValueError(
-            f"{len(dataset)} training samples make no full batch of {loader.batch_size} "
-            f"per process: lower data.batch_size"
-        )
-    epoch, skip = divmod(start_batch, per_epoch)
-    while True:
-        sampler.set_epoch(epoch, skip * loader.batch_size)
-        dataset.set_epoch(epoch)
-        yield from loader
-        epoch, skip = epoch + 1, 0
-
-
 def format_duration(seconds: float) -> str:
     """``H:MM:SS``."""
     seconds = int(max(0, seconds))
@@ -173,13 +164,8 @@ class Trainer:
         self.log = log if self.is_main else (lambda line: None)
         self.work_dir = Path(tc.work_dir)
         seed_everything(tc.seed, self.dist.rank)
-        self.dataset = OccDataset(config.data.train_infos, training_data(config), train=True)
-        self.sampler = EpochSampler(
-            len(self.dataset), True, tc.seed, self.dist.rank, self.dist.world_size
-        )
-        self.loader = make_loader(
-            self.dataset, config.data.batch_size, config.data.workers, self.sampler
-        )
+        # Labeled keyframes, and unlabeled frames mixed into every batch with data.unlabeled.
+        self.training = make_training_loader(training_data(config), tc.seed, self.dist)
         self.model = build_model(config).to(self.dist.device)
         self.model.train()
         self.ddp = wrap_model(self.model, self.dist)
@@ -192,9 +178,21 @@ class Trainer:
         )
         self.use_amp = tc.amp and self.dist.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self.ema = (
-            ModelEMA(self.model, EmaMomentum(tc.ema_warm, tc.ema_max_momentum)) if tc.ema else None
-        )
+        teacher = tc.teacher
+        if teacher.enabled:
+            # The teacher of the teacher-student loop is the run's EMA: saved, restored and
+            # selectable for evaluation (--weights ema) as the evaluation EMA is.
+            self.ema = ModelEMA(
+                self.model,
+                EmaMomentum(teacher.momentum_warm_steps, teacher.max_momentum),
+                teacher.buffers,
+            )
+        else:
+            self.ema = (
+                ModelEMA(self.model, EmaMomentum(tc.ema_warm, tc.ema_max_momentum))
+                if tc.ema
+                else None
+            )
         self.guard = NanGuard(tc.max_consecutive_nan, self.log)
         self.class_weights = {
             term: None if w is None else w.to(self.dist.device)
@@ -281,25 +279,48 @@ class Trainer:
         if self.is_main:
             cut_log_after(self.work_dir / "metrics.jsonl", self.step)
 
-    def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
+    def _losses(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Loss terms of a micro-batch and, with the teacher, its monitoring (sum, count)
+        pairs (see :mod:`renderlss.engine.teacher_student`)."""
+        cfg = self.config
+        teacher = cfg.train.teacher
+        student_batch = batch
+        if teacher.enabled:
+            labeled = labeled_samples(batch)
+            student_batch = student_view(batch, labeled, cfg.data, teacher)
         autocast = torch.autocast(self.dist.device.type, enabled=self.use_amp)
         with autocast:
-            predictions, rendered = self.ddp(batch)
-        cfg = self.config
-        return loss_terms(
+            predictions, rendered = self.ddp(student_batch)
+        terms = loss_terms(
             predictions,
             rendered,
-            batch,
+            student_batch,
             cfg.model,
             self.class_weights,
             cfg.data.classes.ignore_index,
             cfg.data.grid,
         )
+        if not teacher.enabled:
+            return terms, {}
+        with autocast:
+            pseudo_terms, monitors = teacher_student_terms(
+                self.ema.module,
+                batch,
+                labeled,
+                predictions,
+                rendered,
+                teacher,
+                cfg.data,
+                self.class_weights,
+                (cfg.model.loss.silog_lambda, cfg.model.loss.silog_min_depth),
+                pseudo_weight_factor(self.step, teacher.start_step, teacher.ramp_steps),
+            )
+        return {**terms, **pseudo_terms}, monitors
 
     def _train_step(self, batches: Iterator[dict]) -> dict[str, float]:
         """One optimizer step over ``accumulate_steps`` micro-batches."""
         tc = self.config.train
-        data_time, term_sums, tokens = 0.0, {}, []
+        data_time, term_sums, monitor_sums, tokens = 0.0, {}, {}, []
         for micro in range(tc.accumulate_steps):
             start = time.perf_counter()
             batch = to_device(next(batches), self.dist.device)
@@ -313,11 +334,13 @@ class Trainer:
                 else self.ddp.no_sync()
             )
             with sync:
-                terms = self._losses(batch)
+                terms, monitors = self._losses(batch)
                 total = sum(terms.values()) / tc.accumulate_steps
                 self.scaler.scale(total).backward()
             for name, value in terms.items():
                 term_sums[name] = term_sums.get(name, 0.0) + value.detach() / tc.accumulate_steps
+            for name, pair in monitors.items():
+                monitor_sums[name] = monitor_sums.get(name, 0.0) + pair.detach()
         self.scaler.unscale_(self.optimizer)
         max_norm = tc.grad_clip if tc.grad_clip else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
@@ -339,15 +362,16 @@ class Trainer:
             data_time=data_time,
             skipped=float(not stepped),
         )
+        if monitor_sums:
+            monitor_names = sorted(monitor_sums)
+            # Means of sums and of counts over the ranks: their ratio is the global ratio.
+            pairs = all_reduce_mean(torch.stack([monitor_sums[n].float() for n in monitor_names]))
+            record.update(monitor_ratios(dict(zip(monitor_names, pairs))))
         return record
 
     def _save(self) -> None:
         tc = self.config.train
-        epoch = (
-            self.step
-            * tc.accumulate_steps
-            // max(1, len(self.sampler) // self.config.data.batch_size)
-        )
+        epoch = self.step * tc.accumulate_steps // self.training.batches_per_epoch
         require_finite_weights_on_all_ranks(self.model, self.ema)
         rng_states = gather_rng_states()
         if self.is_main:
@@ -379,8 +403,10 @@ class Trainer:
         record["rss_mb"] = resident_memory_mb()
         if self.is_main:
             append_record(self.work_dir / "metrics.jsonl", dict(step=self.step, **record))
-        terms = {k: v for k, v in record.items() if k not in _NON_LOSS_KEYS}
+        monitors = {k: v for k, v in record.items() if k.startswith(MONITOR_PREFIX)}
+        terms = {k: v for k, v in record.items() if k not in _NON_LOSS_KEYS and k not in monitors}
         self.tb.scalars("train/loss", {**terms, "total": record["loss"]}, self.step)
+        self.tb.scalars("train", monitors, self.step)
         self.tb.scalars("train", {k: record[k] for k in _NON_LOSS_KEYS if k != "loss"}, self.step)
         if self.step % tc.log_interval == 0 or self.step == tc.max_steps:
             done = self.step - first
@@ -399,9 +425,7 @@ class Trainer:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temp_files(self.work_dir)
             atomic_save_json(self.work_dir / "config.json", to_dict(self.config))
-        batches = batches_from(
-            self.loader, self.sampler, self.dataset, self.step * tc.accumulate_steps
-        )
+        batches = self.training.batches(self.step * tc.accumulate_steps)
         history = []
         first, started = self.step, time.perf_counter()
         try:

@@ -1,0 +1,273 @@
+"""The teacher-student loop: which rays become pseudo labels, the measured-depth lift, label-
+free unlabeled samples, the teacher as the EMA of the saved students, and resuming it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import RENDERED_LOSS_ONLY_OVERRIDES, TINY_NETWORK_OVERRIDES
+from torch import nn
+
+import renderlss.models.occupancy_net as occupancy_net_module
+from renderlss.configuration import ConfigError
+from renderlss.data.collate import collate
+from renderlss.data.dataset import OccDataset
+from renderlss.data.info_builder import create_infos
+from renderlss.data.unlabeled import strip_labels
+from renderlss.engine.build import build_model
+from renderlss.engine.experiment import load_experiment
+from renderlss.engine.teacher_student import pseudo_weight_factor, student_view
+from renderlss.engine.trainer import train
+from renderlss.models.objective import loss_terms
+from renderlss.models.pseudo_labels import pseudo_ray_losses, ray_pseudo_labels
+from renderlss.records.infos import load_infos, save_infos
+from renderlss.train.checkpoint import load_checkpoint
+from renderlss.train.ema import EmaMomentum, ModelEMA
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "configs" / "synthetic_demo.py"
+# The tiny network on a coarse grid with few rays; the teacher on from the first step with
+# every ray kept, so that its pseudo losses shape every step.
+LOOP_OVERRIDES = [
+    *RENDERED_LOSS_ONLY_OVERRIDES,
+    *TINY_NETWORK_OVERRIDES,
+    "data.grid.point_cloud_range=(-12.8,-12.8,-1.0,12.8,12.8,5.4)",
+    "data.grid.voxel_size=(1.6,1.6,1.6)",
+    "data.targets.num_rays=128",
+    "data.batch_size=2",
+    "train.warmup_steps=2",
+    "train.lr=1e-3",
+    "train.log_interval=100",
+    "train.teacher.enabled=True",
+    "train.teacher.momentum_warm_steps=0",
+    "train.teacher.max_momentum=0.9",
+    "train.teacher.confidence_threshold=0.0",
+    "train.teacher.opacity_threshold=0.0",
+    "train.teacher.pseudo_voxel_weight=1.0",
+    "train.teacher.voxel_confidence_threshold=0.0",
+]
+
+
+@pytest.fixture(scope="module")
+def semi_infos(synthetic_root, tmp_path_factory) -> Path:
+    """The tiny training split with every keyframe but the first unlabeled."""
+    out = tmp_path_factory.mktemp("semi_infos")
+    create_infos(str(synthetic_root), "v1.0-synthetic", str(out), show_progress=False)
+    metadata, infos = load_infos(out / "renderlss_infos_train.pkl")
+    path = out / "semi.pkl"
+    save_infos(path, metadata, [infos[0]] + [strip_labels(info) for info in infos[1:]])
+    return path
+
+
+def loop_config(infos: Path, work_dir: Path, *extra: str):
+    return load_experiment(
+        DEMO,
+        [
+            *LOOP_OVERRIDES,
+            f"data.train_infos={str(infos)!r}",
+            f"train.work_dir={str(work_dir)!r}",
+            *extra,
+        ],
+    )
+
+
+def test_filter_keeps_exactly_the_rays_above_the_thresholds():
+    # Classes 0..3, free = 3; thresholds: class probability 0.9, opacity 0.8.
+    probabilities = torch.tensor(
+        [
+            [0.95, 0.03, 0.01, 0.01],  # kept
+            [0.85, 0.05, 0.05, 0.05],  # probability too low
+            [0.02, 0.96, 0.01, 0.01],  # opacity too low
+            [0.01, 0.01, 0.01, 0.97],  # free
+            [0.01, 0.01, 0.97, 0.01],  # kept: opacity exactly at the threshold
+            [0.91, 0.03, 0.03, 0.03],  # kept
+        ]
+    )
+    semantics = probabilities.log()[None]  # [1, 6, 4]: softmax gives the probabilities back
+    opacity = torch.tensor([[0.99, 0.99, 0.5, 0.99, 0.8, 0.95]])
+    teacher_depth = torch.tensor([[5.0, 6.0, 7.0, 8.0, 9.0, 10.0]])
+    measured = torch.tensor([[0.0, 7.0, 0.0, 0.0, 0.0, 3.0]])
+    aware = ray_pseudo_labels(semantics, opacity, teacher_depth, measured, 0.9, 0.8, 3, True)
+    assert aware.keep.tolist() == [[True, False, False, False, True, True]]
+    assert aware.semantics.tolist() == [[0, 0, 1, 3, 2, 0]]
+    # Measured depth replaces the teacher's and keeps its ray for depth (ray 1).
+    assert aware.depth.tolist() == [[5.0, 7.0, 7.0, 8.0, 9.0, 3.0]]
+    assert aware.depth_keep.tolist() == [[True, True, False, False, True, True]]
+    blind = ray_pseudo_labels(semantics, opacity, teacher_depth, measured, 0.9, 0.8, 3, False)
+    assert torch.equal(blind.keep, aware.keep) and torch.equal(blind.depth_keep, blind.keep)
+    assert torch.equal(blind.depth, teacher_depth)
+
+    # Sample 0 labeled (its student outputs must not matter), sample 1 unlabeled.
+    labels = ray_pseudo_labels(
+        semantics.expand(2, -1, -1),
+        opacity.expand(2, -1),
+        teacher_depth.expand(2, -1),
+        measured.expand(2, -1),
+        0.9,
+        0.8,
+        3,
+        True,
+    )
+    log_errors = torch.tensor([0.1, -0.2, 0.0, 0.0, 0.3, 0.0])  # on rays 0, 1, 4, 5
+    student_depth = torch.stack([torch.rand(6) * 40, aware.depth[0] * log_errors.exp()])
+    student_semantics = torch.stack([torch.randn(6, 4) * 5, torch.zeros(6, 4)])
+    losses = pseudo_ray_losses(
+        student_semantics, student_depth, labels, torch.tensor([False, True]), None, 0.85, 1e-3
+    )
+    # Uniform student logits: CE log 4 on each kept ray.
+    assert losses["pseudo_semantic"].item() == pytest.approx(math.log(4.0))
+    # SILog over g = (0.1, -0.2, 0.3, 0): E[g] = 0.05, E[g^2] = 0.035.
+    expected = math.sqrt(0.035 - 0.85 * 0.05**2)
+    assert losses["pseudo_depth"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_pseudo_weights_ramp_after_the_start():
+    assert [pseudo_weight_factor(s, 10, 4) for s in (0, 9, 10, 11, 13, 50)] == [
+        0.0,
+        0.0,
+        0.25,
+        0.5,
+        1.0,
+        1.0,
+    ]
+    assert pseudo_weight_factor(10, 10, 0) == 1.0
+
+
+def test_measured_depth_puts_the_lifted_mass_in_its_bin(synthetic_root, tmp_path, monkeypatch):
+    create_infos(str(synthetic_root), "v1.0-synthetic", str(tmp_path), show_progress=False)
+    config = loop_config(tmp_path / "renderlss_infos_train.pkl", tmp_path)
+    # 11 uniform bins over [1, 45] m, 4 m wide: 10 m is bin 2, 20 m bin 4, 30 m bin 7.
+    assert config.model.depth.bins.num_bins == 11 and config.model.neck.out_stride == 8
+    batch = collate([OccDataset(config.data.train_infos, config.data, train=False)[0]])
+    measured = torch.zeros(1, len(config.data.cameras), *config.data.input_size)
+    measured[0, 0, 5, 9] = 10.0  # feature cell (0, 1)
+    measured[0, 0, 17, 41] = 30.0  # two points in cell (2, 5): the nearer one counts
+    measured[0, 0, 22, 44] = 20.0
+    measured[0, 1, 30, 60] = 50.0  # beyond d_max: cell (3, 7) keeps the predicted one
+    lifted = []
+
+    def recording_splat(depth, *args, **kwargs):
+        lifted.append(depth)
+        return splat(depth, *args, **kwargs)
+
+    splat = occupancy_net_module.splat_depth_context
+    monkeypatch.setattr(occupancy_net_module, "splat_depth_context", recording_splat)
+    model = build_model(config).eval()
+    with torch.no_grad():
+        predictions = model.volume(batch, measured)
+    depth = lifted[0][0]  # [N, D, h, w]
+    predicted = predictions["depth_logits"].softmax(dim=1)  # [N, D, h, w]
+    one_hot = torch.eye(11)
+    assert torch.equal(depth[0, :, 0, 1], one_hot[2])
+    assert torch.equal(depth[0, :, 2, 5], one_hot[4])
+    measured_cells = torch.zeros_like(depth[:, 0], dtype=torch.bool)
+    measured_cells[0, 0, 1] = measured_cells[0, 2, 5] = True
+    keep = ~measured_cells.unsqueeze(1).expand_as(depth)
+    assert torch.equal(depth[keep], predicted[keep])
+
+
+def test_unlabeled_samples_add_no_supervised_loss(synthetic_root, tmp_path):
+    create_infos(str(synthetic_root), "v1.0-synthetic", str(tmp_path), show_progress=False)
+    config = loop_config(tmp_path / "renderlss_infos_train.pkl", tmp_path)
+    dataset = OccDataset(config.data.train_infos, config.data, train=False)
+    samples = [dataset[0], dataset[1]]
+    generator = torch.Generator().manual_seed(0)
+    for sample in samples:  # hand-made 3D labels: the unlabeled one keeps its labels here
+        shape = config.data.grid.shape
+        sample["voxel_semantics"] = torch.randint(0, 18, shape, generator=generator)
+        sample["mask_camera"] = torch.ones(shape, dtype=torch.bool)
+    loss = dataclasses.replace(
+        config.model.loss,
+        occ3d_weight=1.0,
+        occ3d_density_weight=1.0,
+        query_weight=1.0,
+        query_semantic_weight=1.0,
+    )
+    model_config = dataclasses.replace(config.model, loss=loss)
+    torch.manual_seed(0)
+    model = build_model(config).eval()  # eval: every sample's outputs are its own
+    model.config = model_config
+
+    def supervised(batch: dict) -> dict[str, float]:
+        with torch.no_grad():
+            predictions, rendered = model(batch)
+        terms = loss_terms(predictions, rendered, batch, model_config, {}, 255, config.data.grid)
+        # Distortion and opacity entropy regularise every ray and read no label.
+        return {k: v.item() for k, v in terms.items() if k not in ("distortion", "entropy")}
+
+    mixed = collate(samples)
+    labeled = torch.tensor([True, False])
+    view = student_view(mixed, labeled, config.data, config.train.teacher)
+    alone = supervised(collate(samples[:1]))
+    assert set(alone) >= {"depth", "semantic", "lss_depth", "occ3d", "occ3d_density", "query"}
+    assert supervised(view) == pytest.approx(alone, rel=1e-5)
+    assert supervised(mixed) != pytest.approx(alone, rel=1e-5)  # the labels were there
+    # Strong view: only the unlabeled sample's pixels change, and not its geometry.
+    assert torch.equal(view["img"][0], mixed["img"][0])
+    assert not torch.equal(view["img"][1], mixed["img"][1])
+    for key in ("img_aug", "intrinsic", "cam2ego"):
+        assert view[key] is mixed[key]
+    for key in ("origins", "dirs", "z_per_t"):
+        assert view["targets"][key] is mixed["targets"][key]
+
+
+def test_teacher_is_the_ema_of_the_saved_students_and_resumes_bit_identically(semi_infos, tmp_path):
+    whole = tmp_path / "whole"
+    steps = ["train.max_steps=3", "train.checkpoint_interval=1", "train.keep_last=10"]
+    result = train(loop_config(semi_infos, whole, *steps), log=lambda line: None)
+    assert all(h["skipped"] == 0.0 for h in result.history)
+    assert any(h["pseudo_semantic"] > 0 for h in result.history)
+    assert any("teacher/kept_share" in h for h in result.history)
+
+    # The teacher after step s (0-based) is m(s) t + (1 - m(s)) student_s, with
+    # m(s) = min(0.9, 1 - 1 / (s + 1)) (warm 0): computed here in float64.
+    students = [load_checkpoint(whole / f"step_{s:06d}.pth")["model"] for s in (1, 2, 3)]
+    expected = {k: v.double() for k, v in students[0].items() if v.is_floating_point()}
+    for step, student in enumerate(students[1:], start=1):
+        m = min(0.9, 1 - 1 / (step + 1))
+        expected = {k: m * v + (1 - m) * student[k].double() for k, v in expected.items()}
+    final = load_checkpoint(whole / "step_000003.pth")
+    teacher = final["ema"]["module"]
+    assert final["ema"]["last_step"] == 2
+    parameters = dict(build_model(loop_config(semi_infos, whole)).named_parameters())
+    for name in parameters:
+        assert torch.allclose(teacher[name].double(), expected[name], rtol=1e-5, atol=1e-6), name
+    assert not torch.equal(
+        teacher["head.semantic_mlp.0.weight"], students[-1]["head.semantic_mlp.0.weight"]
+    )
+    for name, value in students[-1].items():  # buffers: the student's, copied
+        if name not in parameters:
+            assert torch.equal(teacher[name], value), name
+
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copy(whole / "step_000002.pth", resumed)
+    train(loop_config(semi_infos, resumed, *steps), resume="auto", log=lambda line: None)
+    again = load_checkpoint(resumed / "step_000003.pth")
+    for field in ("model", "ema"):
+        state = again[field] if field == "model" else again[field]["module"]
+        reference = final[field] if field == "model" else teacher
+        for name, value in reference.items():
+            assert torch.equal(state[name], value), (field, name)
+
+
+def test_ema_buffers_can_be_averaged():
+    student = nn.Sequential(nn.Linear(1, 1), nn.BatchNorm1d(1))
+    ema = ModelEMA(student, EmaMomentum(warm=0), buffers="average")
+    student(torch.tensor([[1.0], [3.0]]))  # running mean 0.9 * 0 + 0.1 * mean = 0.1 * w + b
+    running = student[1].running_mean.item()
+    ema.update(student, step=1)  # momentum 0.5
+    assert ema.module[1].running_mean.item() == pytest.approx(0.5 * running)
+    assert ema.module[1].num_batches_tracked.item() == 1  # counters are copied
+
+
+def test_teacher_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="train: ema and teacher.enabled are exclusive"):
+        load_experiment(DEMO, ["train.ema=True", "train.teacher.enabled=True"])
+    with pytest.raises(ConfigError, match="train.teacher.opacity_threshold"):
+        load_experiment(DEMO, ["train.teacher.opacity_threshold=1.5"])
