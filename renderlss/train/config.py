@@ -93,8 +93,6 @@ class TrainConfig:
     ema_max_momentum: float = 0.999
     dist_timeout_s: float = 600.0  # a collective fails when a rank is silent this long
     threads: int = 0  # torch CPU threads per process; 0: chosen (see docs/training.md)
-    dist_timeout_s: float = 600.0  # a collective fails when a rank is silent this long
-    threads: int = 0  # torch CPU threads per process; 0: chosen (see docs/training.md)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
 
     def validate(self, where: str) -> None:
@@ -114,8 +112,6 @@ class TrainConfig:
             )
         if not 0 <= self.ema_max_momentum < 1 or self.ema_warm < 0:
             raise ValueError(f"{where}: ema_max_momentum in [0, 1) and ema_warm >= 0 required")
-        if self.dist_timeout_s <= 0 or self.threads < 0:
-            raise ValueError(f"{where}: dist_timeout_s > 0 and threads >= 0 required")
         if self.dist_timeout_s <= 0 or self.threads < 0:
             raise ValueError(f"{where}: dist_timeout_s > 0 and threads >= 0 required")
         if self.ema and self.teacher.enabled:
