@@ -58,6 +58,10 @@ LOOP_OVERRIDES = [
     "data.input_size=(32,64)",
     "data.grid.point_cloud_range=(-12.8,-12.8,-1.0,12.8,12.8,5.4)",
     "data.grid.voxel_size=(1.6,1.6,1.6)",
+    # The synthetic fixture writes Occ3D-nuScenes labels (200x200x16 at 0.4 m), which
+    # nest this grid: validation pools them onto it.
+    "data.label_grid={'point_cloud_range':(-40.0,-40.0,-1.0,40.0,40.0,5.4),"
+    "'voxel_size':(0.4,0.4,0.4)}",
     "data.targets.num_rays=128",
     "data.batch_size=1",
     "model.backbone.frozen_bn=True",
