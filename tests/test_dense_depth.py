@@ -97,6 +97,23 @@ def test_moving_box_points_land_on_its_surface_at_camera_time(tmp_path):
     assert dropped == len(face)
 
 
+def test_ground_inside_a_moving_box_margin_stays_in_place(tmp_path):
+    track = moving_track()  # its bottom face lies on the ground, z = 0
+    sweep_box = box_at(track, 0, 0.5)
+    # Ground returns 0.1 m in front of and beside the box (inside the 0.2 m margin), and one
+    # on its front face 0.5 m up.
+    ground_box = np.array([[2.1, 0.0, -0.75], [0.0, 1.1, -0.75], [-2.1, -0.5, -0.75]])
+    ground = ground_box @ sweep_box.pose[:3, :3].T + sweep_box.pose[:3, 3]
+    ground[:, 2] = 0.0
+    face = np.array([[2.0, 0.0, -0.25]]) @ sweep_box.pose[:3, :3].T + sweep_box.pose[:3, 3]
+    write_points(tmp_path / "s.pcd.bin", np.concatenate([ground, face]))
+    frame = LidarFrame("s.pcd.bin", 0, np.eye(4), np.eye(4))
+    cloud = accumulate_frames([frame], tmp_path, NO_EGO, {"car": track}, 0.2, 0.5)
+    assert len(cloud.static_points) == len(ground) and len(cloud.object_points) == 1
+    placed, _ = cloud.place_at({"car": track}, 3 * SECOND // 4, 0.5)
+    np.testing.assert_allclose(placed[: len(ground)], ground, atol=1e-5)  # not dragged 7.5 m
+
+
 def test_ego_body_returns_are_removed(tmp_path):
     write_points(tmp_path / "s.pcd.bin", np.array([[0.5, 0.0, 1.0], [10.0, 0.0, 1.0]]))
     frame = LidarFrame("s.pcd.bin", 0, np.eye(4), pose_matrix(yaw_to_quaternion(0.3), [5, 5, 0]))
@@ -206,6 +223,11 @@ def test_accumulated_depth_agrees_with_oracle(synthetic_root, synthetic_infos):
     # Ghosts of moving objects: visible on dynamic pixels without box motion, gone with it.
     assert static["dynamic_outlier_rate"] > 2 * moving["dynamic_outlier_rate"]
     assert visible["dynamic_abs_rel"] < 0.05
+    # ... and their points are moved, not deleted: the dynamic pixels stay about as covered
+    # as when every point is kept static (errors of no pixel at all would be NaN).
+    assert moving["dynamic_coverage"] > 0.9 * static["dynamic_coverage"]
+    assert visible["dynamic_coverage"] > 0.75 * static["dynamic_coverage"]
+    assert visible["dynamic_coverage"] > 3 * single["dynamic_coverage"]
     # Completion adds pixels at a small cost in accuracy.
     assert complete["coverage"] > 1.2 * visible["coverage"] and complete["abs_rel"] < 0.05
     # Depth where the oracle sees sky only at silhouettes against the sky (sub-pixel edges).

@@ -151,10 +151,14 @@ def from_box_frame(points_box: np.ndarray, box: Box) -> np.ndarray:
 
 def points_in_box(points: np.ndarray, box: Box, margin: float) -> np.ndarray:
     """[P] bool: which [P, 3] global points lie inside ``box`` grown by ``margin`` metres on
-    every side (LiDAR returns sit on the surface and annotations are a little tight)."""
+    its sides and top (LiDAR returns sit on the surface and annotations are a little tight).
+    Its bottom is raised by ``margin`` instead: a box stands on the ground, and ground
+    returns beside it must stay in place, not ride along with the object."""
     local = to_box_frame(points, box)
-    half = np.asarray(box.size, dtype=np.float64) / 2 + margin
-    return np.all(np.abs(local) <= half, axis=1)
+    half = np.asarray(box.size, dtype=np.float64) / 2
+    inside_sides = np.all(np.abs(local[:, :2]) <= half[:2] + margin, axis=1)
+    inside_height = (local[:, 2] > -half[2] + margin) & (local[:, 2] <= half[2] + margin)
+    return inside_sides & inside_height
 
 
 def assign_points_to_boxes(points: np.ndarray, boxes: dict[str, Box], margin: float) -> np.ndarray:
