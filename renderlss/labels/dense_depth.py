@@ -61,7 +61,7 @@ class DenseDepthConfig:
     window_sweeps: int = 10
     # Move points of annotated objects with their boxes (False: everything is static).
     dynamic: bool = True
-    box_margin: float = 0.2  # metres added on every side of a box when collecting its points
+    box_margin: float = 0.2  # metres added to a box's sides and top, taken off its bottom
     # How far (seconds) outside its annotated keyframes an instance's box still exists,
     # moved on by its velocity; one nuScenes keyframe interval.
     max_box_extrapolation_s: float = 0.5

@@ -147,7 +147,8 @@ def accumulate_frames(
         dataroot: root the frames' relative paths are resolved against.
         ego_box: ``(x0, y0, z0, x1, y1, z1)`` of the ego body in the ego frame.
         tracks: box tracks of the scene's instances; None treats every point as static.
-        box_margin: metres added on every side of a box when collecting its points.
+        box_margin: metres added to the sides and top of a box, and taken off its bottom,
+            when collecting its points (see ``points_in_box``).
         max_extrapolation_s: how far outside its annotated span a box still exists.
     Raises:
         FileNotFoundError / ValueError: a missing or corrupt sweep file, naming it.
