@@ -10,11 +10,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import RENDERED_LOSS_ONLY_OVERRIDES, TINY_NETWORK_OVERRIDES
+from helpers import (
+    RENDERED_LOSS_ONLY_OVERRIDES,
+    TINY_NETWORK_OVERRIDES,
+    free_port,
+    run_processes,
+    set_torchrun_environment,
+)
 from torch import nn
 
 import renderlss.models.occupancy_net as occupancy_net_module
-from renderlss.configuration import ConfigError
+from renderlss.configuration import ConfigError, to_dict
 from renderlss.data.collate import collate
 from renderlss.data.dataset import OccDataset
 from renderlss.data.info_builder import create_infos
@@ -22,11 +28,12 @@ from renderlss.data.unlabeled import strip_labels
 from renderlss.engine.build import build_model
 from renderlss.engine.experiment import load_experiment
 from renderlss.engine.teacher_student import pseudo_weight_factor, student_view
-from renderlss.engine.trainer import train
+from renderlss.engine.trainer import Trainer, train
 from renderlss.models.objective import loss_terms
 from renderlss.models.pseudo_labels import pseudo_ray_losses, ray_pseudo_labels
 from renderlss.records.infos import load_infos, save_infos
 from renderlss.train.checkpoint import load_checkpoint
+from renderlss.train.distributed import cleanup
 from renderlss.train.ema import EmaMomentum, ModelEMA
 
 REPO = Path(__file__).resolve().parents[1]
@@ -256,6 +263,30 @@ def test_teacher_is_the_ema_of_the_saved_students_and_resumes_bit_identically(se
             assert torch.equal(state[name], value), (field, name)
 
 
+def _teacher_worker(rank: int, port: int, infos: str, out_dir: str) -> None:
+    """One rank of a two-process teacher-student run; it saves its teacher."""
+    set_torchrun_environment(rank, 2, port)
+    torch.set_num_threads(1)
+    config = loop_config(
+        Path(infos), Path(out_dir) / "run", "train.max_steps=2", "data.batch_size=1"
+    )
+    trainer = Trainer(config, log=lambda line: None)
+    trainer.fit()
+    torch.save(trainer.ema.state_dict(), Path(out_dir) / f"teacher{rank}.pt")
+    cleanup()
+
+
+def test_every_rank_holds_the_same_teacher(semi_infos, tmp_path):
+    # BatchNorm trains (frozen_bn=False): each rank's student has statistics of its own batch.
+    run_processes(
+        _teacher_worker, (free_port(), str(semi_infos), str(tmp_path)), 2, 240, "two ranks"
+    )
+    teachers = [torch.load(tmp_path / f"teacher{r}.pt")["module"] for r in (0, 1)]
+    assert any("running_mean" in name for name in teachers[0])
+    for name, value in teachers[0].items():
+        assert torch.equal(value, teachers[1][name]), name
+
+
 def test_ema_buffers_can_be_averaged():
     student = nn.Sequential(nn.Linear(1, 1), nn.BatchNorm1d(1))
     ema = ModelEMA(student, EmaMomentum(warm=0), buffers="average")
@@ -271,3 +302,38 @@ def test_teacher_config_errors_name_the_key():
         load_experiment(DEMO, ["train.ema=True", "train.teacher.enabled=True"])
     with pytest.raises(ConfigError, match="train.teacher.opacity_threshold"):
         load_experiment(DEMO, ["train.teacher.opacity_threshold=1.5"])
+
+
+@pytest.mark.parametrize(
+    "name, batch_size, ratio, fraction, teacher, depth_aware",
+    [
+        ("labeled_only", 2, 0.0, 0.75, False, True),
+        ("teacher", 4, 1.0, 0.75, True, True),
+        ("teacher_no_depth", 4, 1.0, 0.75, True, False),
+        ("all_labeled", 2, 0.0, 0.0, False, True),
+    ],
+)
+def test_semi_configs_are_the_demo_but_for_the_unlabeled_frames(
+    name, batch_size, ratio, fraction, teacher, depth_aware
+):
+    demo = to_dict(load_experiment(DEMO))
+    config = load_experiment(REPO / "configs" / f"synthetic_semi_{name}.py")
+    semi = to_dict(config)
+    for section in ("model", "render", "eval"):
+        assert semi[section] == demo[section], section
+    for section, own in (("data", ("unlabeled", "batch_size")), ("train", ("work_dir", "teacher"))):
+        assert {k: v for k, v in semi[section].items() if k not in own} == {
+            k: v for k, v in demo[section].items() if k not in own
+        }, section
+    unlabeled = config.data.unlabeled
+    assert (config.data.batch_size, unlabeled.ratio, unlabeled.keyframe_fraction) == (
+        batch_size,
+        ratio,
+        fraction,
+    )
+    # Every run takes the same labeled samples per step.
+    assert unlabeled.labeled_per_batch(config.data.batch_size) == 2
+    assert (config.train.teacher.enabled, config.train.teacher.depth_aware) == (
+        teacher,
+        depth_aware,
+    )

@@ -17,6 +17,12 @@ else the usable physical cores divided among torchrun's local processes, less
 data.workers, at least 1. A rank silent for train.dist_timeout_s seconds (default 600)
 stops the run with a message naming it. Known failures (config, checkpoint, missing file,
 bad sample, diverged run) print one "error: ..." line and exit with status 2.
+
+Unlabeled frames (data.unlabeled) train through the depth-aware EMA teacher with
+train.teacher.enabled=True: thresholds, pseudo-loss weights, start step and ramp, momentum,
+depth_aware and the student's jitter are train.teacher options (docs/teacher_student.md);
+its monitors are logged as train/teacher/* and the teacher is evaluated with
+tools/test.py ... --weights ema.
 """
 
 from __future__ import annotations
