@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from renderlss.data.classes import learning_map_table, load_classes  # noqa: E402
 from renderlss.eval.label_quality import label_quality, quality_table  # noqa: E402
+from renderlss.io import remove_stale_temp_files  # noqa: E402
 from renderlss.labels.artifacts import parse_shard, shard_indices  # noqa: E402
 from renderlss.labels.mask_sources import make_mask_source  # noqa: E402
 from renderlss.labels.semantic_labels import (  # noqa: E402
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.min_votes, args.min_purity, args.minority_radius, args.minority_min_votes
             ),
         )
+        remove_stale_temp_files(args.out)
         summary = build_semantic_labels(
             infos, dataroot, args.out, cameras, labeller, shard, not args.no_progress
         )
