@@ -7,10 +7,9 @@ data = dict(
     batch_size=4,
     unlabeled=dict(
         ratio=1.0,
-        # Non-keyframe camera frames join the unlabeled pool from their own info file, made by
-        # tools/create_data.py --unlabeled on a dataroot generated with camera sweeps
-        # (data/synthetic has none):
-        # infos=["data/synthetic_sweeps/infos/renderlss_infos_train_unlabeled.pkl"],
+        # The non-keyframe camera frames of the training scenes join the unlabeled keyframes
+        # (tools/create_data.py --unlabeled).
+        infos=["data/synthetic_semi/infos/renderlss_infos_train_unlabeled.pkl"],
     ),
 )
 

@@ -3,7 +3,12 @@
 # frames' LiDAR depth is not used at all.
 _base_ = ["_base_/occ3d_nuscenes.py", "_base_/synthetic_scale.py", "_base_/synthetic_semi.py"]
 
-data = dict(batch_size=4, unlabeled=dict(ratio=1.0))
+data = dict(
+    batch_size=4,
+    unlabeled=dict(
+        ratio=1.0, infos=["data/synthetic_semi/infos/renderlss_infos_train_unlabeled.pkl"]
+    ),
+)
 
 train = dict(
     work_dir="work_dirs/synthetic_semi_teacher_no_depth",

@@ -316,12 +316,28 @@ def test_teacher_config_errors_name_the_key():
 def test_semi_configs_are_the_demo_but_for_the_unlabeled_frames(
     name, batch_size, ratio, fraction, teacher, depth_aware
 ):
-    demo = to_dict(load_experiment(DEMO))
+    # The semi runs read their own dataroot (camera sweeps) and train for their own budget.
+    semi_root = "data/synthetic_semi/infos/"
+    demo = to_dict(
+        load_experiment(
+            DEMO,
+            [
+                f"data.train_infos='{semi_root}renderlss_infos_train.pkl'",
+                f"data.val_infos='{semi_root}renderlss_infos_val.pkl'",
+                f"model.loss.class_counts='{semi_root}class_counts.json'",
+                f"model.loss.occ3d_class_counts='{semi_root}voxel_class_counts.json'",
+            ],
+        )
+    )
     config = load_experiment(REPO / "configs" / f"synthetic_semi_{name}.py")
     semi = to_dict(config)
     for section in ("model", "render", "eval"):
         assert semi[section] == demo[section], section
-    for section, own in (("data", ("unlabeled", "batch_size")), ("train", ("work_dir", "teacher"))):
+    budget = ("max_steps", "checkpoint_interval", "eval_interval", "image_interval")
+    for section, own in (
+        ("data", ("unlabeled", "batch_size")),
+        ("train", ("work_dir", "teacher", *budget)),
+    ):
         assert {k: v for k, v in semi[section].items() if k not in own} == {
             k: v for k, v in demo[section].items() if k not in own
         }, section
