@@ -167,13 +167,15 @@ def test_two_processes_train_like_one_process_accumulating_their_samples(train_i
     for name, value in ranks[0]["params"].items():
         assert torch.equal(value, ranks[1]["params"][name]), f"ranks differ in {name}"
     # AdamW's first update moves every parameter with a gradient by about lr (5e-4 in the
-    # warm-up), so a rank that read the wrong sample is off by far more than rounding.
+    # warm-up), so a rank that read the wrong sample is off by far more than rounding. The
+    # tolerance allows for rounding: the processes sum in other orders (other thread
+    # counts), and Adam's update of a gradient near its eps amplifies that (1.3e-6 seen).
     for name, value in single.model.named_parameters():
         torch.testing.assert_close(
             ranks[0]["params"][name],
             value.detach(),
             rtol=0,
-            atol=1e-6,
+            atol=2e-5,
             msg=lambda m, name=name: f"{name}: {m}",
         )
     keys = ("loss", "depth", "semantic", "grad_norm")
