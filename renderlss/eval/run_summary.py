@@ -1,0 +1,62 @@
+"""Rows of a results table from the metrics files of repeated runs (one file per seed):
+the mean and half range of each metric over the seeds, and the share of a gap between two
+rows that a third one recovers."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean and half range (max - min) / 2 of a metric over runs; ``n`` runs had a value."""
+
+    mean: float
+    half_range: float
+    n: int
+
+
+def spread(values: list[float]) -> Spread:
+    """:class:`Spread` of the finite ``values`` (NaN mean when none is finite)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return Spread(math.nan, math.nan, 0)
+    return Spread(sum(finite) / len(finite), (max(finite) - min(finite)) / 2, len(finite))
+
+
+def gap_share(low: float, high: float, value: float) -> float:
+    """Share of the gap from ``low`` to ``high`` that ``value`` recovers: 0 at ``low``, 1 at
+    ``high`` (NaN when the gap is 0)."""
+    if high == low:
+        return math.nan
+    return (value - low) / (high - low)
+
+
+def read_metrics(path: str | Path) -> dict[str, float]:
+    """The ``metrics`` of a ``tools/test.py --out`` file (null values as NaN)."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a readable metrics file: {err}") from err
+    if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
+        raise ValueError(f"{path}: no 'metrics' object (write it with tools/test.py --out)")
+    return {k: math.nan if v is None else float(v) for k, v in record["metrics"].items()}
+
+
+def row_spreads(runs: list[dict[str, float]], keys: list[str]) -> dict[str, Spread]:
+    """Per metric key, the :class:`Spread` over ``runs`` (a run without the key counts as
+    missing)."""
+    return {key: spread([run.get(key, math.nan) for run in runs]) for key in keys}
+
+
+def format_spread(value: Spread, digits: int) -> str:
+    """``mean ± half range`` (only the mean for a single run, ``–`` for none)."""
+    if value.n == 0:
+        return "–"
+    if value.n == 1:
+        return f"{value.mean:.{digits}f}"
+    return f"{value.mean:.{digits}f} ± {value.half_range:.{digits}f}"

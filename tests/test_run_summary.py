@@ -1,0 +1,56 @@
+"""Results-table arithmetic against hand-computed values, and tools/compare_runs.py on
+hand-written metrics files."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from helpers import load_tool
+
+from renderlss.eval.run_summary import Spread, format_spread, gap_share, read_metrics, spread
+
+
+def test_spread_is_mean_and_half_range_of_the_finite_values():
+    assert spread([10.0, 14.0, math.nan]) == Spread(12.0, 2.0, 2)
+    assert spread([3.0]) == Spread(3.0, 0.0, 1)
+    assert spread([math.nan]).n == 0
+    assert format_spread(Spread(12.0, 2.0, 2), 1) == "12.0 ± 2.0"
+    assert format_spread(Spread(3.0, 0.0, 1), 2) == "3.00"
+
+
+def test_gap_share_by_hand():
+    assert gap_share(10.0, 20.0, 15.0) == 0.5
+    assert gap_share(10.0, 20.0, 10.0) == 0.0
+    assert gap_share(10.0, 20.0, 25.0) == 1.5
+    assert math.isnan(gap_share(5.0, 5.0, 5.0))
+
+
+def _write(path, **metrics):
+    path.write_text(json.dumps({"metrics": metrics}))
+    return str(path)
+
+
+def test_compare_runs_table(tmp_path, capsys):
+    tool = load_tool("compare_runs")
+    a = [_write(tmp_path / f"a{i}.json", m=v) for i, v in enumerate((10.0, 12.0))]
+    c = [_write(tmp_path / f"c{i}.json", m=v) for i, v in enumerate((20.0, 22.0))]
+    b = [_write(tmp_path / f"b{i}.json", m=v, x=None) for i, v in enumerate((14.0, 18.0))]
+    rows = [f"a={','.join(a)}", f"c={','.join(c)}", f"b={','.join(b)}"]
+    argv = [arg for row in rows for arg in ("--row", row)]
+    assert tool.main([*argv, "--metrics", "m", "x", "--gap", "a", "c"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # Gap 11 -> 21; b's runs recover (14 - 11) / 10 = 0.3 and (18 - 11) / 10 = 0.7.
+    assert lines[4] == "| b | 2 | 16.00 ± 2.00 | – | 0.50 ± 0.20 |"
+    assert lines[2] == "| a | 2 | 11.00 ± 1.00 | – | 0.00 ± 0.10 |"
+
+
+def test_unreadable_metrics_file_is_named(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        read_metrics(bad)
+    (tmp_path / "other.json").write_text("[]")
+    with pytest.raises(ValueError, match="no 'metrics'"):
+        read_metrics(tmp_path / "other.json")
