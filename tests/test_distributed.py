@@ -167,17 +167,15 @@ def test_two_processes_train_like_one_process_accumulating_their_samples(train_i
     for name, value in ranks[0]["params"].items():
         assert torch.equal(value, ranks[1]["params"][name]), f"ranks differ in {name}"
     # AdamW's first update moves every parameter with a gradient by about lr (5e-4 in the
-    # warm-up), so a rank that read the wrong sample is off by far more than rounding. The
-    # tolerance allows for rounding: the processes sum in other orders (other thread
-    # counts), and Adam's update of a gradient near its eps amplifies that (1.3e-6 seen).
-    for name, value in single.model.named_parameters():
-        torch.testing.assert_close(
-            ranks[0]["params"][name],
-            value.detach(),
-            rtol=0,
-            atol=2e-5,
-            msg=lambda m, name=name: f"{name}: {m}",
-        )
+    # warm-up), so a rank that read the wrong sample moves most weights differently. Rounding
+    # (the processes sum in other orders) can flip the sign of a gradient that is nearly 0,
+    # and with it that weight's update (up to 2 lr): allow it in one weight in ten thousand.
+    diffs = [
+        (ranks[0]["params"][name] - value.detach()).abs()
+        for name, value in single.model.named_parameters()
+    ]
+    off = sum(int((d > 1e-6).sum()) for d in diffs)
+    assert off <= 1e-4 * sum(d.numel() for d in diffs), off
     keys = ("loss", "depth", "semantic", "grad_norm")
     for one, two in zip(single.history, ranks[0]["history"], strict=True):
         for key in keys:
