@@ -7,7 +7,7 @@
 # Occ3D-nuScenes, and are cropped and pooled onto the model grid (docs/formats.md).
 # Supervision is 2D only (LiDAR depth and classes through rendering and ray queries, as
 # configs/synthetic_2d.py); the Occ3D labels score the model in evaluation.
-_base_ = ["_base_/occ3d_nuscenes.py", "_base_/synthetic_scale.py"]
+_base_ = ["_base_/occ3d_nuscenes.py", "_base_/synthetic_scale.py", "_base_/losses_2d.py"]
 
 _data_root = "data/my_dataset"  # the dataroot: v1.0-*/ tables, samples/, sweeps/, gts/
 
@@ -37,34 +37,20 @@ data = dict(
 )
 
 model = dict(
-    # Nearly transparent at the start, so that the first rays reach their surfaces;
-    # occupancy is read from the largest density inside each voxel, as the renderer meets it.
-    head=dict(initial_density=0.02, occupancy_field="peak"),
     loss=dict(
         # Class weights of the rendered semantics from the classes of the training rays:
         #   python tools/class_frequencies.py configs/my_nuscenes_dataset.py \
         #       --out data/my_dataset/infos/class_counts.json
         # or class_counts="" for equal weights.
         class_counts=f"{_data_root}/infos/class_counts.json",
-        # 2D + 3D instead: occ3d_weight=1.0 and occ3d_class_counts from
+        # 2D + 3D instead: the losses of configs/_base_/losses_2d_3d.py with
+        # occ3d_class_counts from
         # `tools/class_frequencies.py CONFIG --source occ --out .../voxel_class_counts.json`
         # (eval.occupancy_rule="logits" then reads occupancy from the class logits).
-        occ3d_weight=0.0,
-        occ3d_class_counts="",
-        depth_weight=1.0,
-        semantic_weight=1.0,
-        lss_depth_weight=1.0,
-        termination_weight=0.1,
-        query_weight=1.0,
-        query_semantic_weight=1.0,
-        query_sampling="voxel",
-        query_free_margin=0.25,
-        query_occupied_depth=0.25,
     ),
 )
 
-# Occupancy from the density: pick the threshold on the training split with
-# tools/pick_threshold.py and pass it as eval.occupancy_threshold.
-eval = dict(occupancy_rule="density")
+# Occupancy from the density (configs/_base_/losses_2d.py): pick the threshold on the
+# training split with tools/pick_threshold.py and pass it as eval.occupancy_threshold.
 
 train = dict(work_dir="work_dirs/my_nuscenes_dataset")

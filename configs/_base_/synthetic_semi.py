@@ -1,5 +1,5 @@
 # The semi-supervised experiment (docs/teacher_student.md): the demo's network and "2D + 3D"
-# losses (configs/synthetic_demo.py; a test keeps the two equal) on a synthetic dataroot with
+# losses (configs/synthetic_demo.py; a test keeps them equal) on a synthetic dataroot with
 # camera sweeps, with the keyframes of a share of the training scenes treated as unlabeled.
 # The experiment configs (configs/synthetic_semi_*.py) choose what the unlabeled frames do.
 # The dataroot (8 scenes of 8 keyframes, every 12 Hz camera frame; docs/teacher_student.md):
@@ -17,19 +17,14 @@ data = dict(
     unlabeled=dict(keyframe_fraction=0.75, seed=0),
 )
 
+# The demo's "2D + 3D" losses (configs/_base_/losses_2d_3d.py), with this dataroot's class
+# counts (tools/class_frequencies.py on its training keyframes).
 model = dict(
-    # The demo's "2D + 3D" losses.
     loss=dict(
         class_counts=f"{_data_root}/infos/class_counts.json",
-        occ3d_weight=1.0,
         occ3d_class_counts=f"{_data_root}/infos/voxel_class_counts.json",
-        depth_weight=0.1,
-        semantic_weight=0.1,
-        lss_depth_weight=1.0,
     ),
 )
-
-eval = dict(occupancy_rule="logits")
 
 train = dict(
     # 200 steps per row (four rows, two seeds: about an hour on two CPU cores, one run per
