@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +21,7 @@ import torch.multiprocessing as mp
 from renderlss.configuration import to_dict
 from renderlss.engine.build import build_model
 from renderlss.engine.experiment import ExperimentConfig
+from renderlss.io import temp_path_for
 from renderlss.train.checkpoint import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,3 +159,20 @@ def load_tool(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def host_of_temp_files() -> str:
+    """The host part that this machine's temporary files carry in their names."""
+    return temp_path_for(Path("x")).name.split("@")[1].split(".")[0]
+
+
+def stale_temp_path(target: Path) -> Path:
+    """The temporary file that a killed writer of ``target`` on this machine leaves behind."""
+    return target.parent / f".{target.name}.{dead_pid()}@{host_of_temp_files()}.0badf00d.tmp"

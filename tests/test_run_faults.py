@@ -16,7 +16,9 @@ import pytest
 import torch
 from helpers import (
     REPO,
+    dead_pid,
     free_port,
+    host_of_temp_files,
     load_tool,
     loop_overrides,
     run_processes,
@@ -27,7 +29,7 @@ from torch import nn
 from renderlss.engine.cli import configure_cpu_threads, one_line
 from renderlss.engine.experiment import load_experiment
 from renderlss.engine.trainer import train
-from renderlss.io import atomic_open, atomic_write_text, remove_stale_temp_files, temp_path_for
+from renderlss.io import atomic_open, atomic_write_text, remove_stale_temp_files
 from renderlss.train.checkpoint import NonFiniteWeightsError, save_checkpoint
 from renderlss.train.cpu_threads import choose_threads, physical_cores
 from renderlss.train.ema import ModelEMA
@@ -57,18 +59,6 @@ def infos(synthetic_root, tmp_path_factory) -> Path:
     assert create_data.main([*argv, "--out-dir", str(out)]) == 0
     assert not stale.exists()
     return out / "renderlss_infos_train.pkl"
-
-
-def dead_pid() -> int:
-    """The id of a process that has exited (and been reaped)."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
-
-
-def host_of_temp_files() -> str:
-    """The host part that this machine's temporary files carry in their names."""
-    return temp_path_for(Path("x")).name.split("@")[1].split(".")[0]
 
 
 # --- 1. non-finite weights ---------------------------------------------------------------

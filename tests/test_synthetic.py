@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import stale_temp_path
 from nuscenes.nuscenes import NuScenes
 from nuscenes.utils.data_classes import LidarPointCloud
 from nuscenes.utils.geometry_utils import points_in_box
@@ -24,6 +25,7 @@ from renderlss.data.classes import learning_map_table
 from renderlss.geometry import compose, invert_pose, pose_matrix, transform_points
 from renderlss.geometry.camera import pixel_grid, project_to_image, unproject_pixels
 from renderlss.geometry.grid import VoxelGrid
+from renderlss.io import temp_path_for
 from renderlss.synthetic import generate_dataset, rig, synthetic_config
 from renderlss.synthetic.occupancy import traverse_voxels, voxel_semantics
 from renderlss.synthetic.raycast import camera_windows, cast, intersect_box, lidar_windows
@@ -562,11 +564,17 @@ def test_deterministic_and_resumable(tmp_path):
     image = next(k for k in snap_a if k.startswith("samples/CAM_BACK/"))
     os.remove(tmp_path / "b" / image)
     os.remove(tmp_path / "b" / VERSION / "sample_annotation.json")
-    stale = tmp_path / "b" / "lidarseg" / VERSION / ".abc_lidarseg.bin.x1y2.tmp"
+    target = tmp_path / "b" / "lidarseg" / VERSION / "abc_lidarseg.bin"
+    stale = stale_temp_path(target)
     stale.write_bytes(b"half a file")
+    # A writer that is still running (this process) keeps its temporary file.
+    live = temp_path_for(target)
+    live.write_bytes(b"being written")
     summary = generate_dataset(tmp_path / "b", cfg, progress=False)
     assert summary["keyframes_skipped"] == 1 and summary["keyframes_generated"] == 1
     assert summary["stale_temporary_files_removed"] == 1 and not stale.exists()
+    assert live.exists()
+    live.unlink()
     assert summary["files_written"] >= 1
     assert _snapshot(tmp_path / "b") == snap_a
     # Resuming with other options is refused, naming the field.

@@ -30,7 +30,12 @@ from renderlss.geometry import (
     transform_points,
     unproject_pixels,
 )
-from renderlss.io import atomic_save_json, atomic_save_npz, atomic_write_bytes
+from renderlss.io import (
+    atomic_save_json,
+    atomic_save_npz,
+    atomic_write_bytes,
+    remove_stale_temp_files,
+)
 from renderlss.synthetic import occupancy, rig, sensors
 from renderlss.synthetic.config import SyntheticConfig
 from renderlss.synthetic.tables import (
@@ -257,10 +262,8 @@ def generate_dataset(out_dir: str | Path, config: SyntheticConfig, progress: boo
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     _check_config(root, config)
-    # Temporary files of an interrupted run (renderlss.io names them ".<name>.*.tmp").
-    stale = [p for p in root.rglob(".*.tmp") if p.is_file()]
-    for path in stale:
-        path.unlink()
+    # Temporary files of killed writers (an interrupted run); a live writer's are kept.
+    stale = remove_stale_temp_files(root)
     start = time.perf_counter()
     counters = Counters()
     writer = _Writer(root, counters)
