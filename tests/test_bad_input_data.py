@@ -267,9 +267,9 @@ def test_skip_missing_skips_the_samples_without_lidarseg(root, tmp_path):
 
 def test_check_files_passes_a_clean_dataroot(root, tmp_path, capsys):
     assert run_create_data(root, tmp_path / "out", "--check-files") == 0
-    # Each file once: scene 0 has 18 images + 3 keyframe + 6 sweep LiDAR files, scene 1
-    # 12 + 2 + 4 (earlier keyframes are sweeps of later ones too).
-    assert "checked 45 files: 0 with problems" in capsys.readouterr().out
+    # Each file once: scene 0 has 18 images + 3 keyframe + 6 sweep LiDAR files + 2 Occ3D
+    # label files, scene 1 12 + 2 + 4 (earlier keyframes are sweeps of later ones too).
+    assert "checked 47 files: 0 with problems" in capsys.readouterr().out
 
 
 def test_check_files_lists_every_problem(root, tmp_path, capsys):
@@ -283,13 +283,16 @@ def test_check_files_lists_every_problem(root, tmp_path, capsys):
     cut_sweep.write_bytes(cut_sweep.read_bytes()[:-4])
     short_labels = root / f"lidarseg/{VERSION}/{token('sample_data', 'lidar-1-1')}_lidarseg.bin"
     short_labels.write_bytes(bytes(3))
+    cut_occ = root / "gts" / "scene-0001" / token("sample", 0, 1) / "labels.npz"
+    cut_occ.write_bytes(cut_occ.read_bytes()[:-40])
 
     assert run_create_data(root, tmp_path / "out", "--check-files") == 1
     captured = capsys.readouterr()
-    assert "checked 45 files: 5 with problems" in captured.out
+    assert "checked 47 files: 6 with problems" in captured.out
     errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
     expected = [
         (token("sample", 0, 1), cut_image, "JPEG file is truncated"),
+        (token("sample", 0, 1), cut_occ, "occupancy label file is corrupt"),
         (token("sample", 0, 2), empty_lidar, "LiDAR file is empty"),
         (token("sample", 1, 0), small_image, "image is 16x12, expected 32x24"),
         (token("sample", 1, 0), cut_sweep, "24 floats is not a whole number"),

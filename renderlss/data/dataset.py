@@ -77,9 +77,12 @@ class PackedRecords:
         return pickle.loads(self._buffer[start:end].tobytes())
 
 
-def load_occ_labels(path: str, token: str, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+def load_occ_labels(
+    path: str, token: str, shape: tuple[int, int, int] | None
+) -> dict[str, np.ndarray]:
     """Occ3D ``labels.npz`` as arrays of the label grid's ``shape``, read and checked field
-    by field (an error names the file, the sample and the field)."""
+    by field (an error names the file, the sample and the field); ``shape`` None (the grid
+    is not known, as in a file check) only requires the fields to share one 3D shape."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: occupancy label file missing (sample {token})")
     corrupt = f"{path}: occupancy label file is corrupt (sample {token}"
@@ -98,6 +101,10 @@ def load_occ_labels(path: str, token: str, shape: tuple[int, int, int]) -> dict[
                 labels[name] = np.asarray(archive[name])
             except _CORRUPT_FILE as err:
                 raise ValueError(f"{corrupt}, field {name!r}): {err}") from err
+    if shape is None:
+        shape = labels[OCC_FIELDS[0]].shape
+        if len(shape) != 3:
+            raise ValueError(f"{path}: field {OCC_FIELDS[0]!r} is not 3D: {shape} (sample {token})")
     for name, array in labels.items():
         if array.shape != shape:
             raise ValueError(

@@ -1,7 +1,8 @@
 """The content pass of ``tools/create_data.py --check-files``: every camera image, keyframe
-LiDAR file, lidarseg file and sweep that info records reference is opened with the readers
-that training and the label builders use, and every problem is collected, so that one run
-lists all that needs fixing instead of stopping at the first (or training on grey rows)."""
+LiDAR file, lidarseg file, sweep and Occ3D label file that info records reference is opened
+with the readers that training and the label builders use, and every problem is collected,
+so that one run lists all that needs fixing instead of stopping at the first (or training on
+grey rows)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from renderlss.data.dataset import load_occ_labels
 from renderlss.records.files import read_rgb_image
 from renderlss.targets.lidar import load_lidar_points, load_lidarseg_labels
 
@@ -23,8 +25,8 @@ MAX_CHECK_THREADS = 8
 @dataclass(frozen=True)
 class FileCheck:
     """One file to open: ``kind`` is ``image``, ``lidar`` (the keyframe sweep, read with its
-    lidarseg file ``labels`` when there is one) or ``sweep``; paths are as the record names
-    them (relative to the dataroot or absolute)."""
+    lidarseg file ``labels`` when there is one), ``sweep`` or ``occ`` (Occ3D labels); paths
+    are as the record names them (relative to the dataroot or absolute)."""
 
     sample: str
     kind: str
@@ -64,6 +66,7 @@ def file_checks(infos: list[dict]) -> list[FileCheck]:
         add(FileCheck(token, "lidar", info["lidar_path"], labels=info.get("lidarseg_path", "")))
         for sweep in info["sweeps"]:
             add(FileCheck(token, "sweep", sweep["data_path"]))
+        add(FileCheck(token, "occ", info.get("occ_path", "")))
     return checks
 
 
@@ -73,6 +76,8 @@ def run_check(check: FileCheck, dataroot: str | Path) -> FileProblem | None:
     try:
         if check.kind == "image":
             read_rgb_image(path, f"camera {check.camera}", check.size)
+        elif check.kind == "occ":
+            load_occ_labels(path, check.sample, None)
         else:
             points = load_lidar_points(path)
             if check.labels:
