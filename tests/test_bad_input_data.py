@@ -18,7 +18,7 @@ from nuscenes_fixture import INTRINSIC, LIDAR_POINTS, edit_record, make_nuscenes
 from PIL import Image
 
 from renderlss.data.classes import load_classes
-from renderlss.data.config import DataConfig
+from renderlss.data.config import DataConfig, TargetConfig
 from renderlss.data.dataset import OccDataset
 from renderlss.data.info_builder import MissingFileError, create_infos
 from renderlss.geometry import validated_intrinsic
@@ -119,6 +119,29 @@ def test_dataset_names_camera_sample_and_field(clean_root, clean_infos, tmp_path
     with pytest.raises(ValueError, match="singular") as err:
         dataset[0]
     assert f"sample {FIRST_SAMPLE}, camera CAM_FRONT_LEFT: field 'cam_intrinsic'" in str(err.value)
+
+
+def test_adjacent_keyframe_camera_is_checked_too(clean_root, clean_infos, tmp_path):
+    # Keyframe 1's cameras are broken; keyframe 0 reads them only for its adjacent-frame rays.
+    metadata, infos = clean_infos
+    broken = pickle.loads(pickle.dumps(infos))
+    for camera in broken[1]["cams"].values():
+        camera["cam_intrinsic"] = SINGULAR_BY_SKEW
+    path = tmp_path / "broken_infos.pkl"
+    save_infos(path, metadata, broken)
+    grid = VoxelGrid((-40.0, -40.0, -5.0, 40.0, 40.0, 5.0), (1.0, 1.0, 1.0))
+    config = DataConfig(
+        input_size=(12, 20),
+        grid=grid,
+        workers=0,
+        classes=CLASSES,
+        dataroot=str(clean_root),
+        load_occ=False,
+        targets=TargetConfig(sources=["lidar"], num_rays=4096, adjacent_keyframes=1),
+    )
+    with pytest.raises(ValueError, match="singular") as err:
+        OccDataset(path, config, train=False)[0]
+    assert f"sample {infos[1]['token']}, camera CAM_" in str(err.value)
 
 
 def test_bevdet_infos_name_camera_and_field(clean_infos, tmp_path):

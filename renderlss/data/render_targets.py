@@ -26,7 +26,7 @@ from renderlss.data.ray_sampling import (
 )
 from renderlss.geometry import nearest_depth_image, unproject_pixels
 from renderlss.geometry.grid import VoxelGrid
-from renderlss.records.infos import camera_to_key_ego
+from renderlss.records.infos import camera_to_key_ego, info_intrinsic
 from renderlss.targets.dense_depth_files import DenseDepthTargetSource
 from renderlss.targets.oracle import OracleTargetSource
 from renderlss.targets.pixel_targets import PixelTargets
@@ -160,7 +160,9 @@ def pixel_ray_geometry(
         frame_info, cam = views[view]
         cam_info = frame_info["cams"][cam]
         cam2key = bev_aug @ camera_to_key_ego(cam_info, key_info)
-        intrinsic = np.asarray(cam_info["cam_intrinsic"], dtype=np.float64)
+        # An adjacent keyframe's camera is not checked by the Dataset (only the key's are).
+        where = f"sample {frame_info.get('token', '?')}, camera {cam}"
+        intrinsic = info_intrinsic(cam_info, where)
         origins[rows], dirs[rows], z_per_t[rows] = rays_from_uv(
             pixels["uv"][index[rows]], intrinsic, cam2key
         )
