@@ -39,7 +39,7 @@ def test_compare_runs_table(tmp_path, capsys):
     b = [_write(tmp_path / f"b{i}.json", m=v, x=None) for i, v in enumerate((14.0, 18.0))]
     rows = [f"a={','.join(a)}", f"c={','.join(c)}", f"b={','.join(b)}"]
     argv = [arg for row in rows for arg in ("--row", row)]
-    assert tool.main([*argv, "--metrics", "m", "x", "--gap", "a", "c"]) == 0
+    assert tool.main([*argv, "--metrics", "m", "x", "--gap", "a", "c", "--percent"]) == 0
     lines = capsys.readouterr().out.splitlines()
     # Gap 11 -> 21; b's runs recover (14 - 11) / 10 = 0.3 and (18 - 11) / 10 = 0.7.
     assert lines[4] == "| b | 2 | 16.00 ± 2.00 | – | 0.50 ± 0.20 |"
@@ -54,3 +54,10 @@ def test_unreadable_metrics_file_is_named(tmp_path):
     (tmp_path / "other.json").write_text("[]")
     with pytest.raises(ValueError, match="no 'metrics'"):
         read_metrics(tmp_path / "other.json")
+
+
+def test_compare_runs_shows_fractions_in_percent(tmp_path, capsys):
+    tool = load_tool("compare_runs")
+    run = _write(tmp_path / "r.json", RayIoU=0.125, **{"depth/oracle/abs_rel": 0.25})
+    assert tool.main(["--row", f"r={run}", "--metrics", "RayIoU", "depth/oracle/abs_rel"]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == "| r | 1 | 12.50 | 0.250 |"

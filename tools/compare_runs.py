@@ -32,6 +32,8 @@ DEFAULT_METRICS = [
     "depth/oracle/abs_rel",
     "depth/lidar/abs_rel",
 ]
+# Fractions that tables show in percent.
+PERCENT_METRICS = ["mIoU_17_classes", "mIoU_15_classes", "geometry_IoU", "RayIoU"]
 
 
 def parse_row(text: str) -> tuple[str, list[str]]:
@@ -40,6 +42,16 @@ def parse_row(text: str) -> tuple[str, list[str]]:
     if not sep or not name or not paths:
         raise argparse.ArgumentTypeError(f"--row {text!r}: expected NAME=PATH[,PATH...]")
     return name, paths.split(",")
+
+
+def in_percent(
+    rows: list[tuple[str, list[dict[str, float]]]], keys: set[str]
+) -> list[tuple[str, list[dict[str, float]]]]:
+    """``rows`` with the metrics named in ``keys`` multiplied by 100."""
+    return [
+        (name, [{k: v * 100 if k in keys else v for k, v in run.items()} for run in runs])
+        for name, runs in rows
+    ]
 
 
 def table(
@@ -81,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         help="metric keys, the first one for the gap share (default: %(default)s)",
     )
     parser.add_argument(
+        "--percent",
+        nargs="*",
+        default=PERCENT_METRICS,
+        help="metrics shown in percent (default: %(default)s)",
+    )
+    parser.add_argument(
         "--gap", nargs=2, metavar=("LOW", "HIGH"), help="rows whose gap the others recover"
     )
     args = parser.parse_args(argv)
@@ -92,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(table(rows, args.metrics, args.gap))
+    print(table(in_percent(rows, set(args.percent)), args.metrics, args.gap))
     return 0
 
 
