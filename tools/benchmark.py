@@ -281,16 +281,22 @@ def case_synthetic(width: int, height: int) -> dict:
 
 
 def case_data(dataroot: str, infos: str, workers: int, samples: int) -> dict:
-    from renderlss.data.dataset import OccDataset
+    from renderlss.data.training_set import make_training_loader
     from renderlss.engine.experiment import load_experiment
-    from renderlss.engine.trainer import make_loader
-    from renderlss.train.sampler import EpochSampler
+    from renderlss.train.distributed import DistInfo
 
     config = load_experiment(
-        SCALE_CONFIGS["demo"], [f"data.dataroot={dataroot!r}", "data.load_occ=True"]
+        SCALE_CONFIGS["demo"],
+        [
+            f"data.dataroot={dataroot!r}",
+            "data.load_occ=True",
+            f"data.train_infos={infos!r}",
+            "data.batch_size=1",
+            f"data.workers={workers}",
+        ],
     )
-    dataset = OccDataset(infos, config.data, train=True)
-    loader = make_loader(dataset, 1, workers, EpochSampler(len(dataset), True, 0))
+    one_process = DistInfo(0, 1, 0, torch.device("cpu"), False)
+    loader = make_training_loader(config.data, 0, one_process).loader
     seen, start = 0, None
     while seen < samples:
         for _ in loader:

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from renderlss.configuration import to_dict
-from renderlss.data.collate import collate, to_device
+from renderlss.data.collate import to_device
 from renderlss.data.dataset import OccDataset
 from renderlss.data.training_set import make_training_loader
 from renderlss.engine.build import build_model
@@ -65,7 +64,6 @@ from renderlss.train.ema import EmaMomentum, ModelEMA
 from renderlss.train.memory import peak_memory_mb, resident_memory_mb
 from renderlss.train.metrics_log import append_record, cut_log_after
 from renderlss.train.nan_guard import NanGuard
-from renderlss.train.sampler import EpochSampler
 from renderlss.train.tb_logger import TensorBoardLogger
 
 
@@ -108,27 +106,6 @@ def load_class_weights(config: ExperimentConfig, field: str) -> torch.Tensor | N
         loss.class_weight_alpha,
         loss.class_weight_max,
         loss.inv_log_offset,
-    )
-
-
-def make_loader(
-    dataset: OccDataset, batch_size: int, workers: int, sampler: EpochSampler
-) -> DataLoader:
-    """A DataLoader over ``sampler``'s indices with the project's collate.
-
-    Workers are not persistent: each epoch forks them anew from the dataset, so they see the
-    epoch that ``OccDataset.set_epoch`` selected for the augmentation draws. The loader draws
-    its worker seeds from a generator of its own, not from the global torch stream, so a
-    resumed run's model randomness (sample jitter) continues exactly where it stopped.
-    """
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=workers,
-        collate_fn=collate,
-        drop_last=True,
-        generator=torch.Generator().manual_seed(sampler.seed),
     )
 
 
