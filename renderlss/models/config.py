@@ -99,11 +99,33 @@ class DepthConfig:
     num_res_blocks: int = 2
     # Gate the depth features by an MLP of the normalised camera intrinsics.
     camera_aware: bool = False
+    # Where a cell's context is lifted: "bins", at every bin centre weighted by the bin's
+    # probability (LSS); "pdf", at pdf_samples depths drawn by inverse CDF from the cell's
+    # depth distribution, each of mass 1 / pdf_samples (renderlss.models.frustum_sampling).
+    sampling: Literal["bins", "pdf"] = "bins"
+    pdf_samples: int = 32
+    # Each cell lifts from a learned image offset of at most pixel_offset_range feature
+    # cells per axis (zero-initialised head; renderlss.models.pixel_offsets).
+    pixel_offsets: bool = False
+    pixel_offset_range: float = 1.0
 
     def validate(self, where: str) -> None:
         _require(self.mid_channels > 0, f"{where}.mid_channels", "must be positive")
         _require(self.context_channels > 0, f"{where}.context_channels", "must be positive")
         _require(self.num_res_blocks >= 0, f"{where}.num_res_blocks", "must be >= 0")
+        _require(
+            self.sampling in ("bins", "pdf"),
+            f"{where}.sampling",
+            f"must be 'bins' or 'pdf', got {self.sampling!r}",
+        )
+        _require(
+            self.pdf_samples >= 1, f"{where}.pdf_samples", f"must be >= 1, got {self.pdf_samples}"
+        )
+        _require(
+            self.pixel_offset_range > 0.0,
+            f"{where}.pixel_offset_range",
+            f"must be positive, got {self.pixel_offset_range}",
+        )
 
 
 @dataclass
@@ -151,6 +173,53 @@ class HeadConfig:
 
 
 @dataclass
+class FieldDecoderConfig:
+    """Hash-grid field decoder (Instant-NGP, docs/model.md): density and class logits at each
+    ray sample (and voxel centre) from the voxel features trilinearly sampled there and a
+    multiresolution hash encoding of the position, through one bias-free ReLU MLP."""
+
+    # Off: the head decodes the voxels and the renderer interpolates its volumes.
+    enabled: bool = False
+    # L levels of F features; level l has N_min * b^l grid points per axis over the grid
+    # box's longest side (isotropic), at most 2^log2_table_size table entries.
+    levels: int = 8
+    log2_table_size: int = 17
+    features_per_level: int = 2
+    base_resolution: int = 32
+    per_level_scale: float = 1.5
+    # Hidden layers and their width (tiny-cuda-nn's FullyFusedMLP: 16, 32, 64 or 128).
+    mlp_width: int = 64
+    mlp_hidden_layers: int = 1
+    # "auto": tiny-cuda-nn for CUDA tensors when it imports, else PyTorch; "torch"; "tcnn"
+    # (an error where tinycudann does not import). Both use the same parameters.
+    backend: Literal["auto", "torch", "tcnn"] = "auto"
+    # Points decoded at once (bounds the working memory of inference on whole volumes).
+    chunk_points: int = 262144
+
+    def validate(self, where: str) -> None:
+        _require(1 <= self.levels <= 32, f"{where}.levels", f"must be in 1..32, got {self.levels}")
+        _require(
+            4 <= self.log2_table_size <= 30,
+            f"{where}.log2_table_size",
+            f"must be in 4..30, got {self.log2_table_size}",
+        )
+        _require(
+            self.features_per_level in (1, 2, 4, 8),
+            f"{where}.features_per_level",
+            f"must be 1, 2, 4 or 8 (tiny-cuda-nn's choices), got {self.features_per_level}",
+        )
+        _require(self.base_resolution >= 2, f"{where}.base_resolution", "must be >= 2")
+        _require(self.per_level_scale >= 1.0, f"{where}.per_level_scale", "must be >= 1")
+        _require(
+            self.mlp_width in (16, 32, 64, 128),
+            f"{where}.mlp_width",
+            f"must be 16, 32, 64 or 128 (FullyFusedMLP's widths), got {self.mlp_width}",
+        )
+        _require(self.mlp_hidden_layers >= 1, f"{where}.mlp_hidden_layers", "must be >= 1")
+        _require(self.chunk_points >= 1, f"{where}.chunk_points", "must be >= 1")
+
+
+@dataclass
 class LossConfig:
     """Weights and settings of every loss term (a weight of 0 turns a term off)."""
 
@@ -170,6 +239,11 @@ class LossConfig:
     class_weight_max: float = 10.0
     # inv_log: w_c = 1 / ln(offset + N_c / sum(N)), bounded by 1 / ln(offset).
     inv_log_offset: float = 1.02
+    # The class loss of the rendered-semantic and the Occ3D term: "ce" (class-weighted
+    # cross-entropy) or "focal", -c_y (1 - p_t)^focal_gamma log p_t with the same class
+    # weights c (focal_gamma = 0 is the weighted CE).
+    semantic_loss: Literal["ce", "focal"] = "ce"
+    focal_gamma: float = 2.0
     # Ray-termination loss (DS-NeRF): cross-entropy of the rendering weights against a
     # Gaussian kernel at the target depth, of standard deviation (termination_width +
     # termination_relative_width * t) / confidence metres along the ray.
@@ -199,6 +273,16 @@ class LossConfig:
     # LSS depth supervision of the depth distribution from sparse LiDAR depth.
     lss_depth_weight: float = 0.05
     lss_depth_mode: Literal["bce", "ce"] = "bce"
+    # Edge-aware depth supervision (EA-LSS, renderlss/models/depth_edges.py): a feature cell
+    # is a depth edge when the valid target depths in it and in the depth_edge_radius cells
+    # on each side span (max - min) / min > depth_edge_threshold (radius 0: the jumps inside
+    # the cell, which the cell's one LSS target depth hides); the LSS depth loss weighs edge
+    # cells depth_edge_weight times the others (1 = off), and with depth_edge_rendered the
+    # rendered-depth (SILog) rays through edge cells as well.
+    depth_edge_weight: float = 1.0
+    depth_edge_threshold: float = 0.5
+    depth_edge_radius: int = 0
+    depth_edge_rendered: bool = False
     # Cross-entropy on Occ3D voxel labels (free class included).
     occ3d_weight: float = 0.0
     occ3d_use_camera_mask: bool = True
@@ -225,6 +309,7 @@ class LossConfig:
             "query_semantic_weight",
             "query_free_margin",
             "class_weight_alpha",
+            "focal_gamma",
         ):
             value = getattr(self, name)
             _require(value >= 0.0, f"{where}.{name}", f"must be >= 0, got {value}")
@@ -238,6 +323,11 @@ class LossConfig:
         )
         for name in ("query_free_points", "query_occupied_points"):
             _require(getattr(self, name) >= 1, f"{where}.{name}", "must be >= 1")
+        _require(self.depth_edge_weight > 0.0, f"{where}.depth_edge_weight", "must be positive")
+        _require(
+            self.depth_edge_threshold > 0.0, f"{where}.depth_edge_threshold", "must be positive"
+        )
+        _require(self.depth_edge_radius >= 0, f"{where}.depth_edge_radius", "must be >= 0")
 
 
 @dataclass
@@ -249,4 +339,5 @@ class ModelConfig:
     depth: DepthConfig = field(default_factory=DepthConfig)
     encoder3d: Encoder3DConfig = field(default_factory=Encoder3DConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
+    field_decoder: FieldDecoderConfig = field(default_factory=FieldDecoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -3,6 +3,11 @@
 images -> ResNet -> neck -> depth net (depth distribution + context) -> lift (frustum points
 in the key-ego frame) -> splat into a [B, C, X, Y, Z] volume -> 3D encoder -> density and
 semantic logits per voxel -> volume rendering along the sample's target rays.
+
+The lift places each cell's context at the bin centres (``model.depth.sampling="bins"``) or
+at depths drawn from its distribution (``"pdf"``, :mod:`renderlss.models.frustum_sampling`),
+optionally from a learned offset of the cell's centre (``model.depth.pixel_offsets``,
+:mod:`renderlss.models.pixel_offsets`).
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ from torch import nn
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.models.backbone import build_backbone
 from renderlss.models.config import ModelConfig
-from renderlss.models.depth_bins import bin_centers
+from renderlss.models.depth_bins import bin_centers, bin_edges
 from renderlss.models.depth_net import build_depth_net, camera_params, depth_distribution
 from renderlss.models.encoder3d import build_encoder3d
+from renderlss.models.frustum_sampling import pdf_samples
 from renderlss.models.heads import build_head
 from renderlss.models.neck import build_neck
+from renderlss.models.pixel_offsets import PixelOffsetHead, sample_cells
 from renderlss.models.ray_query import (
     entry_distance,
     query_points,
@@ -49,10 +56,16 @@ class OccupancyNet(nn.Module):
         self.backbone = build_backbone(config.backbone)
         self.neck = build_neck(config.neck, self.backbone.out_channels, self.backbone.out_strides)
         self.depth_net = build_depth_net(config.depth, config.neck.out_channels)
+        self.pixel_offset_head = (
+            PixelOffsetHead(config.neck.out_channels, config.depth.pixel_offset_range)
+            if config.depth.pixel_offsets
+            else None
+        )
         self.encoder = build_encoder3d(config.encoder3d, config.depth.context_channels)
         self.head = build_head(config.head, config.encoder3d.channels)
         # Not a parameter and not saved: it follows from the config.
         self.register_buffer("depth_centers", bin_centers(config.depth.bins), persistent=False)
+        self.register_buffer("depth_edges", bin_edges(config.depth.bins), persistent=False)
 
     def volume(
         self, batch: dict, measured_depth: torch.Tensor | None = None
@@ -71,25 +84,8 @@ class OccupancyNet(nn.Module):
             occupancy_density [B, 1, X, Y, Z] (the density occupancy is read from,
             ``model.head.occupancy_field``), depth_logits [B*N, D, h, w].
         """
-        images = batch["img"]
-        b, n = images.shape[:2]
-        features = self.neck(self.backbone(images.flatten(0, 1)))
-        size = tuple(features.shape[-2:])
-        stride = self.config.neck.out_stride
-        cam = None
-        if self.config.depth.camera_aware:
-            cam = camera_params((batch["img_aug"] @ batch["intrinsic"]).flatten(0, 1), stride, size)
-        depth_logits, context = self.depth_net(features, cam)
-        points = frustum_points(
-            self.depth_centers, size, stride, batch["img_aug"], batch["intrinsic"], batch["cam2ego"]
-        )
-        depth = depth_distribution(
-            depth_logits,
-            None if measured_depth is None else measured_depth.flatten(0, 1),
-            self.config.depth.bins,
-            stride,
-        ).unflatten(0, (b, n))
-        volume = splat_depth_context(depth, context.unflatten(0, (b, n)), points, self.grid)
+        features = self.neck(self.backbone(batch["img"].flatten(0, 1)))
+        volume, depth_logits = self.lift(features, batch, measured_depth)
         density, logits = self.head(self.encoder(volume))
         occupancy = (
             voxel_peak_density(density) if self.config.head.occupancy_field == "peak" else density
@@ -100,6 +96,57 @@ class OccupancyNet(nn.Module):
             occupancy_density=occupancy,
             depth_logits=depth_logits,
         )
+
+    def lift(
+        self, features: torch.Tensor, batch: dict, measured_depth: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Lift and splat the neck features of every camera into the voxel volume.
+
+        Args:
+            features: [B*N, C_neck, h, w] neck output; batch, measured_depth: as in
+                :meth:`volume`.
+        Returns:
+            volume [B, C_ctx, X, Y, Z] and depth_logits [B*N, D, h, w] (of the cells
+            themselves, whatever offsets the lift read them at).
+        """
+        b, n = batch["img"].shape[:2]
+        size = tuple(features.shape[-2:])
+        stride = self.config.neck.out_stride
+        cam = None
+        if self.config.depth.camera_aware:
+            cam = camera_params((batch["img_aug"] @ batch["intrinsic"]).flatten(0, 1), stride, size)
+        depth_logits, context = self.depth_net(features, cam)
+        depth = depth_distribution(
+            depth_logits,
+            None if measured_depth is None else measured_depth.flatten(0, 1),
+            self.config.depth.bins,
+            stride,
+        )
+        pixel_offsets = None
+        if self.pixel_offset_head is not None:
+            offsets = self.pixel_offset_head(features)  # [B*N, h, w, 2] feature cells
+            depth, context = sample_cells(depth, offsets), sample_cells(context, offsets)
+            # The rays move with the content; their positions carry no gradient (floor splat).
+            pixel_offsets = (offsets.detach() * stride).unflatten(0, (b, n))
+        depths, weights = self.depth_centers, depth
+        if self.config.depth.sampling == "pdf":
+            depths, weights = pdf_samples(
+                depth, self.depth_edges, self.config.depth.pdf_samples, stratified=self.training
+            )
+            depths = depths.unflatten(0, (b, n))
+        points = frustum_points(
+            depths,
+            size,
+            stride,
+            batch["img_aug"],
+            batch["intrinsic"],
+            batch["cam2ego"],
+            pixel_offsets,
+        )
+        volume = splat_depth_context(
+            weights.unflatten(0, (b, n)), context.unflatten(0, (b, n)), points, self.grid
+        )
+        return volume, depth_logits
 
     def render(
         self, predictions: dict[str, torch.Tensor], rays: dict[str, torch.Tensor]
