@@ -9,6 +9,11 @@ holes (``depth_completion``). One file per image, ``<out>/<CAM>/<image stem>.npz
 255 = measured, less = filled, 0 = none), plus ``<out>/manifest.json``. See
 docs/dense_depth.md.
 
+With ``transfer_labels`` the unlabelled sweeps get classes from the labelled keyframe sweeps
+(``label_transfer``) and each file also holds ``semantics`` (uint8 [H, W], the Occ3D class
+of every measured pixel's point, the ignore index where none or below the transfer's
+minimum confidence).
+
 The pixel-sized parameters (visibility window, completion kernels) are stated at
 :data:`REFERENCE_WIDTH` output pixels and, unless given in pixels, scaled with each image's
 output width: the gaps between accumulated points grow with the resolution, so a fixed
@@ -26,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from renderlss.configuration import from_dict, to_dict
-from renderlss.geometry import transform_points
+from renderlss.geometry import nearest_per_pixel, project_to_image, transform_points
 from renderlss.labels.artifacts import BuildSummary, pending_keyframes, write_or_check_manifest
 from renderlss.labels.box_motion import BoxTrack, scene_box_tracks
 from renderlss.labels.depth_accumulation import (
@@ -38,6 +43,14 @@ from renderlss.labels.depth_accumulation import (
     window_frames,
 )
 from renderlss.labels.depth_completion import complete_depth
+from renderlss.labels.label_transfer import (
+    UNKNOWN,
+    LabelledCloud,
+    LabelTransferConfig,
+    PointClasses,
+    accumulate_labelled_frames,
+    transfer_labels,
+)
 from renderlss.labels.visibility import points_depth_image, remove_hidden_points
 from renderlss.records.files import output_path
 from renderlss.targets.dense_depth_files import save_dense_depth
@@ -83,6 +96,10 @@ class DenseDepthConfig:
     filled_confidence: float = 0.5
     # Output resolution = image size / downscale (an integer dividing width and height).
     downscale: int = 1
+    # Classes for the unlabelled sweeps by KNN from the labelled ones (label_transfer), and
+    # a per-pixel ``semantics`` map in every file.
+    transfer_labels: bool = False
+    label_transfer: LabelTransferConfig = field(default_factory=LabelTransferConfig)
 
     def validate(self, where: str) -> None:
         if self.window_sweeps < 0:
@@ -103,6 +120,7 @@ class DenseDepthConfig:
             raise ValueError(f"{where}.filled_confidence: must lie in (0, 1)")
         if self.downscale < 1:
             raise ValueError(f"{where}.downscale: must be a positive integer")
+        self.label_transfer.validate(f"{where}.label_transfer")
 
 
 def dense_depth_config(**values) -> DenseDepthConfig:
@@ -148,15 +166,21 @@ class CameraStats:
 
 @dataclass
 class SceneContext:
-    """What the keyframes of one scene share: the LiDAR timeline and the box tracks."""
+    """What the keyframes of one scene share: the LiDAR timeline, the box tracks and the
+    lidarseg file of each labelled sweep (by its LiDAR ``data_path``)."""
 
     timeline: list[LidarFrame]
     tracks: dict[str, BoxTrack]
+    lidarseg_paths: dict[str, str] = field(default_factory=dict)
 
 
 def scene_context(scene_infos: list[dict]) -> SceneContext:
-    """Timeline and box tracks from all keyframe infos of one scene."""
-    return SceneContext(scene_lidar_timeline(scene_infos), scene_box_tracks(scene_infos))
+    """Timeline, box tracks and lidarseg files from all keyframe infos of one scene."""
+    return SceneContext(
+        scene_lidar_timeline(scene_infos),
+        scene_box_tracks(scene_infos),
+        {i["lidar_path"]: i["lidarseg_path"] for i in scene_infos if i.get("lidarseg_path")},
+    )
 
 
 def stored_size(cam_info: dict, downscale: int, where: str) -> tuple[int, int]:
@@ -189,6 +213,84 @@ def accumulate_keyframe(
         config.box_margin,
         config.max_box_extrapolation_s,
     )
+
+
+def labelled_keyframe_cloud(
+    info: dict,
+    context: SceneContext,
+    dataroot: str | Path,
+    config: DenseDepthConfig,
+    point_classes: PointClasses,
+) -> LabelledCloud:
+    """The accumulated cloud around one keyframe with lidarseg classes on its labelled sweeps
+    and transferred classes on the others.
+
+    Raises:
+        ValueError: no sweep of the window is labelled (no lidarseg), naming the sample.
+    """
+    frames = window_frames(context.timeline, int(info["timestamp"]), config.window_sweeps)
+    if not any(f.data_path in context.lidarseg_paths for f in frames):
+        raise ValueError(
+            f"sample {info['token']}: no labelled sweep (lidarseg_path) in its window to "
+            "transfer labels from"
+        )
+    cloud, static_classes, object_classes = accumulate_labelled_frames(
+        frames,
+        context.lidarseg_paths,
+        dataroot,
+        point_classes,
+        config.ego_box,
+        context.tracks if config.dynamic else None,
+        config.box_margin,
+        config.max_box_extrapolation_s,
+    )
+    return transfer_labels(
+        cloud, static_classes, object_classes, config.label_transfer, point_classes.num_classes
+    )
+
+
+def camera_class_image(
+    labelled: LabelledCloud,
+    tracks: dict[str, BoxTrack],
+    cam_info: dict,
+    config: DenseDepthConfig,
+    measured: np.ndarray,
+    ignore_index: int,
+    where: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class of the nearest point in each ``measured`` pixel of one camera image.
+
+    Args:
+        measured: [H', W'] bool, the pixels whose measured depth the builder kept (the
+            z-buffer's nearest point after hidden-point removal, as :func:`camera_dense_depth`).
+    Returns:
+        classes [H', W'] uint8 (``ignore_index`` where not measured, unknown or below
+        ``config.label_transfer.min_confidence``) and their confidence [H', W'] float32.
+    """
+    timestamp = int(cam_info["timestamp"])
+    points, _ = labelled.cloud.place_at(tracks, timestamp, config.max_box_extrapolation_s)
+    classes, confidence = labelled.placed_classes(tracks, timestamp, config.max_box_extrapolation_s)
+    height, width = measured.shape
+    uv, depth = project_to_image(
+        transform_points(global_to_camera(cam_info, where), points),
+        scaled_intrinsic(cam_info["cam_intrinsic"], config.downscale),
+    )
+    near = np.flatnonzero(depth > config.min_depth)
+    # The same z-buffer as points_depth_image: one nearest point per pixel.
+    nearest = near[nearest_per_pixel(uv[near], depth[near], width, height)]
+    rows, cols = (
+        np.floor(uv[nearest, 1]).astype(np.int64),
+        np.floor(uv[nearest, 0]).astype(np.int64),
+    )
+    class_image = np.full((height, width), ignore_index, dtype=np.uint8)
+    confidence_image = np.zeros((height, width), dtype=np.float32)
+    usable = (classes[nearest] != UNKNOWN) & (
+        confidence[nearest] >= config.label_transfer.min_confidence
+    )
+    usable &= measured[rows, cols]
+    class_image[rows[usable], cols[usable]] = classes[nearest[usable]]
+    confidence_image[rows[usable], cols[usable]] = confidence[nearest[usable]]
+    return class_image, confidence_image
 
 
 def camera_dense_depth(
@@ -229,6 +331,49 @@ def camera_dense_depth(
     return depth, confidence, stats
 
 
+def keyframe_dense_targets(
+    info: dict,
+    context: SceneContext,
+    dataroot: str | Path,
+    config: DenseDepthConfig,
+    cameras: list[str],
+    point_classes: PointClasses | None = None,
+) -> Iterator[
+    tuple[str, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None, CameraStats]
+]:
+    """``(camera, depth, confidence, classes, stats)`` for each requested camera of one
+    keyframe; ``classes`` is ``(class image, its confidence)`` of
+    :func:`camera_class_image` with ``config.transfer_labels`` (which needs
+    ``point_classes``), else None."""
+    if config.transfer_labels:
+        if point_classes is None:
+            raise ValueError("dense_depth.transfer_labels: the class taxonomy is needed")
+        labelled = labelled_keyframe_cloud(info, context, dataroot, config, point_classes)
+        cloud = labelled.cloud
+    else:
+        cloud = accumulate_keyframe(info, context, dataroot, config)
+    for cam in cameras:
+        where = f"sample {info['token']} {cam}"
+        if cam not in info["cams"]:
+            raise ValueError(f"sample {info['token']}: no camera {cam} in its info")
+        cam_info = info["cams"][cam]
+        depth, confidence, stats = camera_dense_depth(
+            cloud, context.tracks, cam_info, config, where
+        )
+        classes = None
+        if config.transfer_labels:
+            classes = camera_class_image(
+                labelled,
+                context.tracks,
+                cam_info,
+                config,
+                confidence >= 1.0,
+                point_classes.ignore_index,
+                where,
+            )
+        yield cam, depth, confidence, classes, stats
+
+
 def keyframe_dense_depth(
     info: dict,
     context: SceneContext,
@@ -237,23 +382,30 @@ def keyframe_dense_depth(
     cameras: list[str],
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray, CameraStats]]:
     """``(camera, depth, confidence, stats)`` for each requested camera of one keyframe."""
-    cloud = accumulate_keyframe(info, context, dataroot, config)
-    for cam in cameras:
-        where = f"sample {info['token']} {cam}"
-        if cam not in info["cams"]:
-            raise ValueError(f"sample {info['token']}: no camera {cam} in its info")
-        yield cam, *camera_dense_depth(cloud, context.tracks, info["cams"][cam], config, where)
+    plain = dataclasses.replace(config, transfer_labels=False)
+    for cam, depth, confidence, _, stats in keyframe_dense_targets(
+        info, context, dataroot, plain, cameras
+    ):
+        yield cam, depth, confidence, stats
 
 
-def manifest(config: DenseDepthConfig, cameras: list[str]) -> dict:
-    """The parameters that decide the output files."""
+def manifest(
+    config: DenseDepthConfig, cameras: list[str], point_classes: PointClasses | None = None
+) -> dict:
+    """The parameters that decide the output files. Without ``transfer_labels`` the
+    transfer's fields are left out, so folders built before they existed still resume."""
+    recorded = to_dict(config)
+    if config.transfer_labels and point_classes is not None:
+        recorded["learning_table"] = point_classes.learning_table.tolist()
+    else:
+        del recorded["transfer_labels"], recorded["label_transfer"]
     return dict(
         format=DENSE_DEPTH_FORMAT,
         version=DENSE_DEPTH_VERSION,
         cameras=cameras,
         # The width at which unset pixel parameters are stated decides them too.
         reference_width=REFERENCE_WIDTH,
-        config=to_dict(config),
+        config=recorded,
     )
 
 
@@ -285,17 +437,24 @@ def build_dense_depth(
     cameras: list[str],
     shard: tuple[int, int] = (0, 1),
     show_progress: bool = True,
+    point_classes: PointClasses | None = None,
 ) -> DenseDepthSummary:
     """Write dense depth for every camera image of the shard's keyframes.
 
     Finished files are skipped (resume by rerunning); a keyframe that fails (missing or
     corrupt sweep file, malformed record) is reported in the summary and the run goes on.
 
+    With ``config.transfer_labels`` (which needs ``point_classes``) every file also holds
+    the ``semantics`` of its measured pixels.
+
     Raises:
-        ValueError: an invalid config, an output folder built with other parameters, or
-            dynamic handling asked for with infos that carry no boxes.
+        ValueError: an invalid config, an output folder built with other parameters,
+            dynamic handling asked for with infos that carry no boxes, or label transfer
+            without ``point_classes``.
     """
     config.validate("dense_depth")
+    if config.transfer_labels and point_classes is None:
+        raise ValueError("dense_depth.transfer_labels: the class taxonomy is needed")
     if config.dynamic and infos and not any(len(info["gt_boxes"]) for info in infos):
         # BEVDet pickles carry no boxes: moving objects would leave trails unnoticed.
         raise ValueError(
@@ -303,7 +462,7 @@ def build_dense_depth(
             "followed; rebuild the infos with tools/create_data.py or pass --no-dynamic"
         )
     out_dir = Path(out_dir)
-    write_or_check_manifest(out_dir, manifest(config, cameras))
+    write_or_check_manifest(out_dir, manifest(config, cameras, point_classes))
     scenes = group_by_scene(infos)
     contexts: dict[str, SceneContext] = {}
     summary = DenseDepthSummary()
@@ -315,11 +474,14 @@ def build_dense_depth(
             if scene not in contexts:
                 # Keyframes come scene by scene: keep only the current scene's context.
                 contexts = {scene: scene_context(scenes[scene])}
-            for cam, depth, confidence, stats in keyframe_dense_depth(
-                info, contexts[scene], dataroot, config, pending
+            for cam, depth, confidence, classes, stats in keyframe_dense_targets(
+                info, contexts[scene], dataroot, config, pending, point_classes
             ):
                 save_dense_depth(
-                    output_path(out_dir, cam, info["cams"][cam]["data_path"]), depth, confidence
+                    output_path(out_dir, cam, info["cams"][cam]["data_path"]),
+                    depth,
+                    confidence,
+                    None if classes is None else classes[0],
                 )
                 summary.done += 1
                 summary.stats.update(dataclasses.asdict(stats))

@@ -1,7 +1,9 @@
 """Dense depth files, ``<folder>/<CAM>/<image stem>.npz`` with ``depth`` (float16 [H, W],
 camera z in metres, 0 = none) and ``confidence`` (uint8 [H, W], 255 = measured, less =
 filled, 0 = none), as written by the dense depth builder (``renderlss.labels.dense_depth``)
-and read as a render-target source."""
+and read as a render-target source. Files built with label transfer also hold ``semantics``
+(uint8 [H, W], Occ3D class of each measured pixel, the ignore index where none); the field
+is optional, files without it give targets without classes."""
 
 from __future__ import annotations
 
@@ -16,13 +18,40 @@ from renderlss.targets.pixel_targets import PixelTargets
 CONFIDENCE_SCALE = 255  # stored uint8 confidence / 255 = confidence in [0, 1]
 
 
-def save_dense_depth(path: str | Path, depth: np.ndarray, confidence: np.ndarray) -> None:
-    """Write one dense depth file atomically (float16 depth, uint8 confidence)."""
-    atomic_save_npz(
-        path,
+def save_dense_depth(
+    path: str | Path,
+    depth: np.ndarray,
+    confidence: np.ndarray,
+    semantics: np.ndarray | None = None,
+) -> None:
+    """Write one dense depth file atomically (float16 depth, uint8 confidence and, when
+    given, uint8 [H, W] semantics)."""
+    fields = dict(
         depth=depth.astype(np.float16),
         confidence=np.round(np.clip(confidence, 0, 1) * CONFIDENCE_SCALE).astype(np.uint8),
     )
+    if semantics is not None:
+        fields["semantics"] = semantics.astype(np.uint8)
+    atomic_save_npz(path, **fields)
+
+
+def load_dense_semantics(path: str | Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """The optional ``semantics`` [H, W] uint8 of a dense depth file of depth ``shape``, or
+    None when the file has none.
+
+    Raises:
+        ValueError: semantics of another shape or type, naming the file and the field.
+    """
+    with np.load(path) as data:
+        if "semantics" not in data.files:
+            return None
+        semantics = data["semantics"]
+    if semantics.shape != tuple(shape) or semantics.dtype != np.uint8:
+        raise ValueError(
+            f"{path}: field 'semantics' must be uint8 {tuple(shape)}, got {semantics.dtype} "
+            f"{semantics.shape}"
+        )
+    return semantics
 
 
 def load_dense_depth(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +81,7 @@ def dense_depth_targets(
 ) -> PixelTargets:
     """Pixel targets of one camera image from its dense depth file: every pixel with depth,
     at its centre in original image coordinates (a downscaled file is mapped up), with the
-    stored confidence and no class (``ignore_index``).
+    stored confidence and the stored class (``ignore_index`` where the file has none).
 
     Args:
         width, height: size of the original camera image.
@@ -67,10 +96,13 @@ def dense_depth_targets(
     scale = width // cols
     i, j = np.nonzero((depth > 0) & (confidence > 0))
     uv = np.stack([(j + 0.5) * scale, (i + 0.5) * scale], axis=1).astype(np.float64)
+    semantics = load_dense_semantics(path, depth.shape)
     return PixelTargets(
         uv=uv,
         depth=depth[i, j],
-        semantics=np.full(len(i), ignore_index, dtype=np.uint8),
+        semantics=(
+            np.full(len(i), ignore_index, dtype=np.uint8) if semantics is None else semantics[i, j]
+        ),
         confidence=confidence[i, j],
     )
 
