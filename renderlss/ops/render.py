@@ -1,10 +1,18 @@
-"""Volume rendering of a voxel field along camera rays.
+"""Volume rendering of a field along camera rays.
 
-The field is a density volume [B, 1, X, Y, Z] (sigma >= 0, per metre) and optional semantic
-logits [B, K, X, Y, Z] over a ``VoxelGrid``; stored values sit at voxel centres and are
-interpolated trilinearly. Inside the grid box the values beyond the outermost centres are
-held constant (a boundary voxel is a full voxel); outside the box the density is zero. A
-single field with density in channel 0 is passed as ``field[:, :1], field[:, 1:]``.
+By default the field is a density volume [B, 1, X, Y, Z] (sigma >= 0, per metre) and optional
+semantic logits [B, K, X, Y, Z] over a ``VoxelGrid``; stored values sit at voxel centres and
+are interpolated trilinearly (``renderlss.ops.field.VolumeField``). Inside the grid box the
+values beyond the outermost centres are held constant (a boundary voxel is a full voxel);
+outside the box the density is zero. A single volume with density in channel 0 is passed as
+``volume[:, :1], volume[:, 1:]``.
+
+The seam: ``render_rays(None, None, ..., field=fields)`` samples any ``Field`` instead, one
+per batch element (e.g. a network decoding features at the sample points). A field maps
+``grid_coordinates`` [..., 3] ((z, y, x) order, -1 and +1 on the box faces) to
+``(sigma [...], logits [..., K] or None)``; it is asked only for points inside the grid box
+(up to rounding at the faces); everything else below (sampling, termination, compositing) is
+unchanged.
 
 Per ray, with unit direction, ``t`` in metres along it, intervals ``[s_i, e_i]`` and sample
 positions ``t_i`` inside them:
@@ -25,6 +33,7 @@ march of a chunk stops once all its rays are done.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -35,6 +44,7 @@ from torch import Tensor
 
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.ops.config import RenderConfig
+from renderlss.ops.field import Field, VolumeField, grid_coordinates, sample_grid_coordinates
 from renderlss.ops.rays import Rays
 
 
@@ -78,48 +88,6 @@ def ray_box_intersection(
     near = torch.where(parallel, torch.where(inside_slab, -inf, inf), near)
     far = torch.where(parallel, torch.where(inside_slab, inf, -inf), far)
     return near.amax(dim=-1), far.amin(dim=-1)
-
-
-def grid_coordinates(points: Tensor, grid: VoxelGrid, is_direction: bool = False) -> Tensor:
-    """Metric (x, y, z) -> ``grid_sample`` coordinates (z, y, x) of a [.., X, Y, Z] volume.
-
-    With ``align_corners=False``, -1 and +1 are the box faces, so voxel centre i sits at
-    index i. The map is affine: directions (``is_direction``) are only scaled, so a ray
-    ``o + t d`` maps to ``grid_coordinates(o) + t * grid_coordinates(d, is_direction=True)``.
-
-    Args:
-        points: [..., 3] in the grid's frame (or directions).
-    Returns:
-        [..., 3] float32.
-    """
-    lower = torch.as_tensor(grid.lower, dtype=torch.float32, device=points.device)
-    upper = torch.as_tensor(grid.upper, dtype=torch.float32, device=points.device)
-    scale = 2.0 / (upper - lower)
-    mapped = points.float() * scale if is_direction else (points.float() - lower) * scale - 1.0
-    # grid_sample's first coordinate indexes the volume's last axis.
-    return mapped.flip(-1)
-
-
-def sample_grid_coordinates(volume: Tensor, coords: Tensor) -> Tensor:
-    """Trilinear interpolation at ``grid_coordinates``, in float32 even under autocast.
-
-    Values between the outermost centres and the box faces are held at the boundary voxel's
-    (``padding_mode="border"``): a boundary voxel is a full voxel.
-
-    Args:
-        volume: [B, C, X, Y, Z]; coords: [B, P, Q, 3].
-    Returns:
-        [B, C, P, Q] float32.
-    """
-    with torch.autocast(device_type=volume.device.type, enabled=False):
-        values = F.grid_sample(
-            volume.float(),
-            coords.float().unsqueeze(1),
-            mode="bilinear",
-            padding_mode="border",
-            align_corners=False,
-        )  # [B, C, 1, P, Q]
-    return values.squeeze(2)
 
 
 def sample_volume(volume: Tensor, points: Tensor, grid: VoxelGrid) -> Tensor:
@@ -182,28 +150,73 @@ def _packed_weights_cuda(t_starts: Tensor, t_ends: Tensor, sigmas: Tensor, valid
 
 
 def render_rays(
-    density: Tensor,
+    density: Tensor | None,
     logits: Tensor | None,
     rays: Rays,
     grid: VoxelGrid,
     config: RenderConfig,
     training: bool,
     generator: torch.Generator | None = None,
+    field: Field | Sequence[Field] | None = None,
 ) -> RenderOutput:
     """Render depth, semantics and opacity along rays.
 
     Args:
-        density: [B, 1, X, Y, Z] sigma >= 0 per metre.
+        density: [B, 1, X, Y, Z] sigma >= 0 per metre (None with ``field``).
         logits: [B, K, X, Y, Z] semantic logits, or None.
         rays: origins, directions [B, R, 3] (unit), z_per_t [B, R], in the grid's frame.
-        grid: the voxel grid of the volumes.
+        grid: the voxel grid of the volumes (and the box the field is sampled in).
         config: sampling parameters.
         training: jitter samples (when ``config.jitter``) instead of taking midpoints.
         generator: random source of the jitter.
+        field: sampled instead of the volumes (``renderlss.ops.field``): a sequence of B
+            fields, one per batch element, or one field shared by every batch element.
+            ``density`` and ``logits`` must then be None.
     Returns:
         RenderOutput with [B, R] depth/opacity, [B, R, K] semantics, [B, R, S] weights.
     """
     config.validate("RenderConfig")
+    if rays.origins.dim() != 3:
+        raise ValueError(
+            f"render_rays: rays must be [B, R, 3], got origins {tuple(rays.origins.shape)}"
+        )
+    fields = _batch_fields(density, logits, rays.origins.shape[0], grid, field)
+    step = config.step_fraction * float(min(grid.voxel_size))
+    jitter = training and config.jitter
+    # Sampling, weights and compositing all in float32: half-precision weights overflow.
+    with torch.autocast(device_type=rays.origins.device.type, enabled=False):
+        outputs = [
+            _render_batch_element(
+                fields[b],
+                Rays(rays.origins[b].float(), rays.directions[b].float(), rays.z_per_t[b].float()),
+                grid,
+                config,
+                step,
+                jitter,
+                generator,
+            )
+            for b in range(len(fields))
+        ]
+    return _stack(outputs)
+
+
+def _batch_fields(
+    density: Tensor | None,
+    logits: Tensor | None,
+    batch: int,
+    grid: VoxelGrid,
+    field: Field | Sequence[Field] | None,
+) -> list[Field]:
+    """One field per batch element: the given ones, or trilinear views of the volumes."""
+    if field is not None:
+        if density is not None or logits is not None:
+            raise ValueError("render_rays: pass either the density/logits volumes or a field")
+        fields = list(field) if isinstance(field, Sequence) else [field] * batch
+        if len(fields) != batch:
+            raise ValueError(f"render_rays: {len(fields)} fields for {batch} batch elements")
+        return fields
+    if density is None:
+        raise ValueError("render_rays: a density volume or a field is needed")
     _check_volume("render_rays", density, grid)
     if density.shape[1] != 1:
         raise ValueError(
@@ -216,34 +229,18 @@ def render_rays(
         raise ValueError(
             f"render_rays: logits {tuple(logits.shape)} do not match density {tuple(density.shape)}"
         )
-    if rays.origins.shape[0] != density.shape[0] or rays.origins.dim() != 3:
+    if density.shape[0] != batch:
         raise ValueError(
-            f"render_rays: rays must be [B, R, 3] with B = {density.shape[0]}, "
-            f"got origins {tuple(rays.origins.shape)}"
+            f"render_rays: rays must be [B, R, 3] with B = {density.shape[0]}, got B = {batch}"
         )
-    step = config.step_fraction * float(min(grid.voxel_size))
-    jitter = training and config.jitter
-    # Sampling, weights and compositing all in float32: half-precision weights overflow.
-    with torch.autocast(device_type=density.device.type, enabled=False):
-        outputs = [
-            _render_batch_element(
-                density[b : b + 1],
-                None if logits is None else logits[b : b + 1],
-                Rays(rays.origins[b].float(), rays.directions[b].float(), rays.z_per_t[b].float()),
-                grid,
-                config,
-                step,
-                jitter,
-                generator,
-            )
-            for b in range(density.shape[0])
-        ]
-    return _stack(outputs)
+    return [
+        VolumeField(density[b : b + 1], None if logits is None else logits[b : b + 1])
+        for b in range(batch)
+    ]
 
 
 def _render_batch_element(
-    density: Tensor,
-    logits: Tensor | None,
+    field: Field,
     rays: Rays,
     grid: VoxelGrid,
     config: RenderConfig,
@@ -251,7 +248,7 @@ def _render_batch_element(
     jitter: bool,
     generator: torch.Generator | None,
 ) -> RenderOutput:
-    """One volume, rays [R, 3], in chunks of rays."""
+    """One field, rays [R, 3], in chunks of rays."""
     lower = torch.as_tensor(grid.lower, dtype=torch.float32, device=rays.origins.device)
     upper = torch.as_tensor(grid.upper, dtype=torch.float32, device=rays.origins.device)
     t_enter, t_exit = ray_box_intersection(rays.origins, rays.directions, lower, upper)
@@ -268,8 +265,7 @@ def _render_batch_element(
         part = slice(start, start + config.chunk_size)
         chunks.append(
             _render_chunk(
-                density,
-                logits,
+                field,
                 Rays(*(x[part] for x in rays)),
                 t_enter[part],
                 t_exit[part],
@@ -295,12 +291,11 @@ class _Segment(NamedTuple):
     sigmas: Tensor  # [r, s]
     valid: Tensor  # [r, s] bool, real samples
     active: Tensor  # [a] rows that were interpolated
-    logits: Tensor | None  # [K, a, s] at the active rows
+    logits: Tensor | None  # [a, s, K] at the active rows
 
 
 def _render_chunk(
-    density: Tensor,
-    logits: Tensor | None,
+    field: Field,
     rays: Rays,
     t_enter: Tensor,
     t_exit: Tensor,
@@ -327,7 +322,7 @@ def _render_chunk(
         last = min(first + config.segment_samples, total)
         index = torch.arange(first, last, device=counts.device)
         segment = _sample_segment(
-            density, logits, ray_coords, t_enter, t_exit, counts, index, step, jitter, generator
+            field, ray_coords, t_enter, t_exit, counts, index, step, jitter, generator
         )
         segments.append(segment)
         with torch.no_grad():
@@ -343,8 +338,8 @@ def _render_chunk(
     )
     weights = volume_weights(t_starts, t_ends, sigmas, valid, config.cuda_packed_weights)
     semantics = None
-    if logits is not None:
-        semantics = _composite_logits(weights, segments, logits.shape[1])
+    if segments[0].logits is not None:
+        semantics = _composite_logits(weights, segments, segments[0].logits.shape[-1])
     return RenderOutput(
         depth=(weights * positions).sum(dim=1) * rays.z_per_t,
         opacity=weights.sum(dim=1),
@@ -363,15 +358,14 @@ def _composite_logits(weights: Tensor, segments: list[_Segment], classes: int) -
     for segment in segments:
         width = segment.valid.shape[1]
         segment_weights = weights[segment.active, column : column + width]  # [a, s]
-        partial = torch.einsum("as,kas->ak", segment_weights, segment.logits)
+        partial = torch.einsum("as,ask->ak", segment_weights, segment.logits)
         semantics = semantics.index_add(0, segment.active, partial)
         column += width
     return semantics
 
 
 def _sample_segment(
-    density: Tensor,
-    logits: Tensor | None,
+    field: Field,
     ray_coords: tuple[Tensor, Tensor],
     t_enter: Tensor,
     t_exit: Tensor,
@@ -398,9 +392,8 @@ def _sample_segment(
         offset = torch.full_like(starts, 0.5)
     positions_active = starts + offset * (ends - starts)
     origins, directions = (coords[active].unsqueeze(1) for coords in ray_coords)
-    coords = (origins + positions_active.unsqueeze(-1) * directions).unsqueeze(0)  # [1, a, s, 3]
-    sigmas_active = sample_grid_coordinates(density, coords)[0, 0]  # [a, s]
-    sample_logits = None if logits is None else sample_grid_coordinates(logits, coords)[0]
+    coords = origins + positions_active.unsqueeze(-1) * directions  # [a, s, 3]
+    sigmas_active, sample_logits = field(coords)  # [a, s], [a, s, K] or None
 
     def rows(values: Tensor, fill: Tensor) -> Tensor:
         """[a, s] values of the active rows -> [r, s], ``fill`` [r, 1] elsewhere."""
