@@ -89,6 +89,32 @@ def test_semantic_ce_by_hand():
     assert empty.item() == 0.0 and torch.isfinite(logits.grad).all()
 
 
+def test_focal_loss_by_hand():
+    logits = torch.tensor([[0.0, 0.0], [LN3, 0.0], [5.0, -5.0]])
+    target = torch.tensor([0, 1, 255])  # p_t = 1/2, 1/4; the third is ignored
+    alpha = torch.tensor([1.0, 3.0])
+    # -alpha (1 - p_t)^2 log p_t: (1/2)^2 ln 2 and 3 (3/4)^2 ln 4, over alpha's sum 4.
+    focal = semantic_ce_loss(logits, target, alpha, focal_gamma=2.0)
+    assert focal.item() == pytest.approx((LN2 / 4 + 3 * (9 / 16) * LN4) / 4, 1e-6)
+    # gamma = 0 is the class-weighted CE, and gamma 0.5 lies between the two.
+    ce = semantic_ce_loss(logits, target, alpha)
+    assert semantic_ce_loss(logits, target, alpha, focal_gamma=0.0).item() == ce.item()
+    half = (LN2 * 0.5**0.5 + 3 * 0.75**0.5 * LN4) / 4
+    assert semantic_ce_loss(logits, target, alpha, focal_gamma=0.5).item() == pytest.approx(half)
+    # A certain, correct ray has a finite gradient for any gamma.
+    sure = torch.tensor([[40.0, -40.0]], requires_grad=True)
+    semantic_ce_loss(sure, torch.tensor([0]), focal_gamma=0.5).backward()
+    assert torch.isfinite(sure.grad).all()
+    # The 3D term passes gamma on: voxel 1 of softmax (1, 1, 2) / 4 has p_t = 1/2.
+    voxel_logits = torch.zeros(1, 3, 2, 1, 1)
+    voxel_logits[0, 2, 1, 0, 0] = LN2
+    semantics = torch.tensor([2, 2]).reshape(1, 2, 1, 1)  # p_t = 1/3, 1/2
+    voxel_focal = occupancy_ce_loss(voxel_logits, semantics, focal_gamma=2.0).item()
+    assert voxel_focal == pytest.approx(((2 / 3) ** 2 * LN3 + 0.25 * LN2) / 2, 1e-6)
+    with pytest.raises(ValueError, match="gamma"):
+        semantic_ce_loss(logits, target, focal_gamma=-1.0)
+
+
 def test_occupancy_ce_with_camera_mask():
     logits = torch.zeros(1, 3, 2, 1, 1)
     logits[0, 2, 1, 0, 0] = LN2  # voxel 1: softmax (1, 1, 2) / 4
@@ -193,5 +219,18 @@ def test_loss_config_defaults_and_validation():
     cfg = LossConfig()
     assert (cfg.silog_lambda, cfg.distortion_weight, cfg.entropy_weight) == (0.85, 0.01, 0.01)
     assert cfg.lss_depth_weight == 0.05 and cfg.occ3d_weight == 0.0
+    assert (cfg.semantic_loss, cfg.depth_edge_weight, cfg.depth_edge_rendered) == (
+        "ce",
+        1.0,
+        False,
+    )
+    for key, value in (
+        ("focal_gamma", -1.0),
+        ("depth_edge_weight", 0.0),
+        ("depth_edge_threshold", 0.0),
+        ("depth_edge_radius", -1),
+    ):
+        with pytest.raises(ValueError, match=f"loss.{key}"):
+            from_dict(LossConfig, {key: value}, "loss")
     with pytest.raises(ValueError, match="loss.distortion_weight"):
         from_dict(LossConfig, {"distortion_weight": -1.0}, "loss")

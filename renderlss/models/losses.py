@@ -105,15 +105,22 @@ def semantic_ce_loss(
     class_weights: torch.Tensor | None = None,
     weight: torch.Tensor | None = None,
     ignore_index: int = 255,
+    focal_gamma: float = 0.0,
 ) -> torch.Tensor:
     """Class-weighted cross-entropy, normalised like PyTorch's weighted mean:
     ``sum_r w_r c_{y_r} CE_r / sum_r w_r c_{y_r}`` over rays whose label is not ignored.
+
+    With ``focal_gamma`` > 0 each ``CE_r = -log p_t`` becomes the focal loss
+    ``-(1 - p_t)^gamma log p_t`` (``p_t`` the softmax probability of the true class), so
+    that well-classified rays count less; the class weights ``c`` play focal loss's
+    ``alpha_c`` and the normalisation stays the same (gamma = 0 is the weighted CE).
 
     Args:
         logits: [R, K] (rendered semantics: sum of weights times logits along each ray).
         target: [R] int class indices, ``ignore_index`` for none.
         class_weights: [K] optional, from :func:`class_weights_from_counts`.
         weight: [R] optional mask or per-ray weights.
+        focal_gamma: focusing exponent gamma >= 0.
     Returns:
         scalar.
     """
@@ -124,6 +131,11 @@ def semantic_ce_loss(
         raise ValueError(f"semantic target has class {bad}, logits have {num_classes} classes")
     safe_target = torch.where(valid, target, torch.zeros_like(target)).long()
     ce = F.cross_entropy(logits.float(), safe_target, reduction="none")
+    if focal_gamma < 0:
+        raise ValueError(f"focal gamma must be >= 0, got {focal_gamma}")
+    if focal_gamma > 0:
+        # 1 - p_t = 1 - exp(-CE), floored so that a gamma below 1 keeps a finite gradient.
+        ce = (-torch.expm1(-ce)).clamp(min=1e-12) ** focal_gamma * ce
     w = _weights_like(ce, weight) * valid
     if class_weights is not None:
         if class_weights.shape != (num_classes,):
@@ -140,8 +152,10 @@ def occupancy_ce_loss(
     mask: torch.Tensor | None = None,
     class_weights: torch.Tensor | None = None,
     ignore_index: int = 255,
+    focal_gamma: float = 0.0,
 ) -> torch.Tensor:
-    """3D cross-entropy on voxel labels (free is an ordinary class), over ``mask`` voxels.
+    """3D cross-entropy on voxel labels (free is an ordinary class), over ``mask`` voxels;
+    focal with ``focal_gamma`` > 0 (:func:`semantic_ce_loss`).
 
     Args:
         logits: [B, K, X, Y, Z].
@@ -153,7 +167,9 @@ def occupancy_ce_loss(
     """
     flat_logits = logits.movedim(1, -1).reshape(-1, logits.shape[1])
     weight = None if mask is None else mask.reshape(-1).float()
-    return semantic_ce_loss(flat_logits, semantics.reshape(-1), class_weights, weight, ignore_index)
+    return semantic_ce_loss(
+        flat_logits, semantics.reshape(-1), class_weights, weight, ignore_index, focal_gamma
+    )
 
 
 def distortion_loss(
@@ -241,18 +257,22 @@ def lss_depth_loss(
     bins: DepthBinsConfig,
     stride: int,
     mode: Literal["bce", "ce"] = "bce",
+    cell_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Depth-distribution loss against one-hot bins of the min LiDAR depth per cell.
 
     Cells without a depth in ``[d_min, d_max)`` are excluded. ``bce``: binary cross-entropy
     of the softmax probabilities against the one-hot target, summed over bins (BEVDet);
-    ``ce``: cross-entropy of the logits against the bin. Both averaged over valid cells.
+    ``ce``: cross-entropy of the logits against the bin. Both averaged over valid cells,
+    weighted by ``cell_weight`` when given (e.g. depth-edge weights,
+    :mod:`renderlss.models.depth_edges`).
 
     Args:
         depth_logits: [M, D, h, w] from the depth net (M = B*N images).
         depth: [M, H, W] sparse depth at input-image resolution, 0 where none.
         bins: the depth bins (D = bins.num_bins).
         stride: input pixels per feature cell.
+        cell_weight: [M, h, w] optional per-cell weights.
     Returns:
         scalar.
     """
@@ -272,7 +292,7 @@ def lss_depth_loss(
         per_cell = -(target * log_p).sum(-1)
     else:
         raise ValueError(f"lss depth loss mode must be 'bce' or 'ce', got {mode!r}")
-    return _weighted_mean(per_cell, valid.float())
+    return _weighted_mean(per_cell, _weights_like(per_cell, cell_weight) * valid)
 
 
 def target_distance(depth: torch.Tensor, z_per_t: torch.Tensor) -> torch.Tensor:

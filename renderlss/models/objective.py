@@ -6,6 +6,12 @@ import torch
 
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.models.config import LossConfig, ModelConfig
+from renderlss.models.depth_edges import (
+    depth_edge_map,
+    edge_weights,
+    ray_edge_weights,
+    ray_feature_cells,
+)
 from renderlss.models.losses import (
     distortion_loss,
     lss_depth_loss,
@@ -38,7 +44,8 @@ def loss_terms(
         rendered: rendering along ``batch["targets"]`` rays ([B, R] per-ray outputs).
         batch: collated samples with ``targets`` (``depth``, ``semantics``, ``confidence``
             [B, R], ``image_depth`` [B, N, H, W]) and, for the 3D term, ``voxel_semantics``
-            and ``mask_camera`` [B, X, Y, Z].
+            and ``mask_camera`` [B, X, Y, Z]; edge-aware rendered depth also reads the
+            cameras (``cam2ego``, ``intrinsic``, ``img_aug``).
         model_config: the ``model`` section (loss weights, depth bins, feature stride).
         class_weights: [K] class weights (or None for uniform) of the ``semantic`` and the
             ``occ3d`` term.
@@ -51,12 +58,34 @@ def loss_terms(
     config = model_config.loss
     targets = batch["targets"]
     confidence = targets["confidence"].flatten()
+    focal_gamma = config.focal_gamma if config.semantic_loss == "focal" else 0.0
+    edge_rendered = config.depth_edge_rendered and config.depth_weight
+    cell_weights = None
+    if config.depth_edge_weight != 1.0 and (config.lss_depth_weight or edge_rendered):
+        cell_weights = depth_cell_weights(
+            targets["image_depth"].flatten(0, 1),
+            config,
+            model_config.neck.out_stride,
+            tuple(predictions["depth_logits"].shape[-2:]),
+        )
     terms = {}
     if config.depth_weight:
+        depth_weight = confidence
+        if edge_rendered and cell_weights is not None:
+            cells = ray_feature_cells(
+                targets["origins"],
+                targets["dirs"],
+                batch["cam2ego"],
+                batch["intrinsic"],
+                batch["img_aug"],
+                model_config.neck.out_stride,
+                tuple(cell_weights.shape[-2:]),
+            )
+            depth_weight = confidence * ray_edge_weights(cell_weights, cells).flatten()
         terms["depth"] = config.depth_weight * silog_loss(
             rendered.depth.flatten(),
             targets["depth"].flatten(),
-            confidence,
+            depth_weight,
             config.silog_lambda,
             config.silog_min_depth,
         )
@@ -67,6 +96,7 @@ def loss_terms(
             class_weights.get("semantic"),
             confidence,
             ignore_index,
+            focal_gamma,
         )
     if config.distortion_weight:
         terms["distortion"] = config.distortion_weight * distortion_loss(
@@ -83,6 +113,7 @@ def loss_terms(
             model_config.depth.bins,
             model_config.neck.out_stride,
             config.lss_depth_mode,
+            cell_weights,
         )
     length = float(min(grid.voxel_size))
     if config.termination_weight:
@@ -134,8 +165,20 @@ def loss_terms(
             mask,
             class_weights.get("occ3d"),
             ignore_index,
+            focal_gamma,
         )
     return terms
+
+
+def depth_cell_weights(
+    image_depth: torch.Tensor, config: LossConfig, stride: int, size: tuple[int, int]
+) -> torch.Tensor:
+    """Edge-aware depth weights [M, h, w] of the feature cells from the target depth images
+    [M, H, W]: ``depth_edge_weight`` on depth edges, 1 elsewhere."""
+    edges = depth_edge_map(
+        image_depth, stride, config.depth_edge_radius, config.depth_edge_threshold, size
+    )
+    return edge_weights(edges, config.depth_edge_weight)
 
 
 def ray_query_terms(
