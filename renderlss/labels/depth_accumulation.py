@@ -5,6 +5,11 @@ annotated (slightly enlarged) box at their sweep's time are kept in that box's f
 re-placed at the box pose of whatever instant the cloud is looked at from (a camera's own
 timestamp), so moving objects do not leave trails. Returns from the ego vehicle's body are
 removed in each sweep's own ego frame.
+
+Optionally (``LidarVisibilityConfig.enabled``) the points of every other sweep are first
+tested against the range image of a reference sweep (the keyframe's): placed where they are
+at the reference time and moved into its LiDAR frame, points the reference LiDAR saw a
+nearer surface in front of are dropped (see ``renderlss.labels.visibility``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 
 from renderlss.geometry import compose, invert_pose, transform_points
 from renderlss.labels.box_motion import (
+    Box,
     BoxTrack,
     assign_points_to_boxes,
     box_at,
@@ -23,6 +29,8 @@ from renderlss.labels.box_motion import (
     from_box_frame,
     to_box_frame,
 )
+from renderlss.labels.range_image import range_image
+from renderlss.labels.visibility import LidarVisibilityConfig, hidden_behind_range_image
 from renderlss.records.infos import info_pose
 from renderlss.targets.lidar import load_lidar_points, outside_box
 
@@ -88,6 +96,8 @@ class AccumulatedCloud:
         object_instance: [O] int64 index into ``instance_tokens``.
         instance_tokens: instances that own object points.
         ego_points: returns removed as the ego vehicle's body.
+        lidar_hidden_points: points of other sweeps removed as hidden from the reference
+            sweep's LiDAR (0 without the LiDAR-side test).
     """
 
     static_points: np.ndarray
@@ -95,6 +105,7 @@ class AccumulatedCloud:
     object_instance: np.ndarray
     instance_tokens: list[str]
     ego_points: int
+    lidar_hidden_points: int = 0
 
     def place_at(
         self, tracks: dict[str, BoxTrack], timestamp: int, max_extrapolation_s: float
@@ -132,6 +143,35 @@ def sweep_points_in_ego(
     return points_ego[keep], int((~keep).sum())
 
 
+def nearest_frame(frames: list[LidarFrame], timestamp: int) -> LidarFrame:
+    """The frame whose time is nearest to ``timestamp`` (the earlier one on a tie)."""
+    times = np.array([f.timestamp for f in frames], dtype=np.int64)
+    return frames[int(np.argmin(np.abs(times - timestamp)))]
+
+
+def lidar_from_global(frame: LidarFrame) -> np.ndarray:
+    """[4, 4] float64 ``T_lidar_from_global`` at the sweep's time."""
+    return invert_pose(compose(frame.ego2global, frame.lidar2ego))
+
+
+def objects_moved_to(
+    points: np.ndarray, owner: np.ndarray, boxes: dict[str, Box], later: dict[str, Box]
+) -> np.ndarray:
+    """[P, 3] global points of one sweep with each object's points carried from its box at
+    the sweep's time (``boxes``, indexed by ``owner`` [P], -1 = static) to its box in
+    ``later`` (the same instances at another time); instances absent there stay put."""
+    moved = points.copy()
+    tokens = list(boxes)
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(len(tokens) + 1))
+    for box_index in np.flatnonzero(np.diff(bounds)):
+        token = tokens[box_index]
+        if token in later:
+            mine = order[bounds[box_index] : bounds[box_index + 1]]
+            moved[mine] = from_box_frame(to_box_frame(points[mine], boxes[token]), later[token])
+    return moved
+
+
 def accumulate_frames(
     frames: list[LidarFrame],
     dataroot: str | Path,
@@ -139,6 +179,8 @@ def accumulate_frames(
     tracks: dict[str, BoxTrack] | None,
     box_margin: float,
     max_extrapolation_s: float,
+    lidar_visibility: LidarVisibilityConfig | None = None,
+    reference_timestamp: int | None = None,
 ) -> AccumulatedCloud:
     """Load and merge sweeps.
 
@@ -150,21 +192,48 @@ def accumulate_frames(
         box_margin: metres added to the sides and top of a box, and taken off its bottom,
             when collecting its points (see ``points_in_box``).
         max_extrapolation_s: how far outside its annotated span a box still exists.
+        lidar_visibility: the LiDAR-side hidden-point test; None or not enabled: off.
+        reference_timestamp: with the test on, the sweep nearest this time (the keyframe's)
+            is the reference the other sweeps are tested against.
     Raises:
         FileNotFoundError / ValueError: a missing or corrupt sweep file, naming it.
     """
+    testing = lidar_visibility is not None and lidar_visibility.enabled
+    if testing and reference_timestamp is None:
+        raise ValueError("accumulate_frames: the LiDAR-side test needs a reference_timestamp")
+    reference = nearest_frame(frames, reference_timestamp) if testing and frames else None
+    if reference is not None:
+        reference_points = sweep_points_in_ego(reference, Path(dataroot), ego_box)
+        # The ego body's returns stay out: the cameras look past the bonnet the LiDAR hits.
+        reference_lidar = transform_points(invert_pose(reference.lidar2ego), reference_points[0])
+        reference_ranges = range_image(reference_lidar, lidar_visibility.sensor).range
+        to_reference = lidar_from_global(reference)
+        reference_boxes = (
+            boxes_at(tracks, reference.timestamp, max_extrapolation_s) if tracks else {}
+        )
     static, objects, owners = [], [], []
     instance_index: dict[str, int] = {}
-    ego_points = 0
+    ego_points = lidar_hidden = 0
     for frame in frames:
-        points_ego, removed = sweep_points_in_ego(frame, Path(dataroot), ego_box)
+        if frame is reference:
+            points_ego, removed = reference_points
+        else:
+            points_ego, removed = sweep_points_in_ego(frame, Path(dataroot), ego_box)
         ego_points += removed
         points = transform_points(frame.ego2global, points_ego)
-        if not tracks:
-            static.append(points)
-            continue
-        boxes = boxes_at(tracks, frame.timestamp, max_extrapolation_s)
-        owner = assign_points_to_boxes(points, boxes, box_margin)
+        boxes = boxes_at(tracks, frame.timestamp, max_extrapolation_s) if tracks else {}
+        owner = (
+            assign_points_to_boxes(points, boxes, box_margin)
+            if boxes
+            else np.full(len(points), -1, dtype=np.int64)
+        )
+        if reference is not None and frame is not reference:
+            at_reference = objects_moved_to(points, owner, boxes, reference_boxes)
+            hidden = hidden_behind_range_image(
+                transform_points(to_reference, at_reference), reference_ranges, lidar_visibility
+            )
+            points, owner = points[~hidden], owner[~hidden]
+            lidar_hidden += int(hidden.sum())
         static.append(points[owner < 0])
         for box_index, (token, box) in enumerate(boxes.items()):
             mine = owner == box_index
@@ -178,6 +247,7 @@ def accumulate_frames(
         object_instance=np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64),
         instance_tokens=list(instance_index),
         ego_points=ego_points,
+        lidar_hidden_points=lidar_hidden,
     )
 
 
