@@ -1,6 +1,8 @@
-"""Frustum points: a hand-computed point, and projecting every point back to its cell."""
+"""Frustum points: hand-computed points (shared and per-cell depths, moved rays), and projecting
+every point back to its cell."""
 
 import numpy as np
+import pytest
 import torch
 
 from renderlss.geometry import invert_pose, pose_matrix, project_to_image, transform_points
@@ -92,3 +94,52 @@ def test_float32_under_autocast():
     rounded = frustum_points(depths.bfloat16().float(), (4, 5), 16, img_aug, intrinsics, cam2ego)
     torch.testing.assert_close(mixed, rounded)
     assert not torch.equal(plain, rounded)
+
+
+def _one_camera_pair() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """img_aug, intrinsics, cam2ego [1, 2, ...] of the hand-computed test's two cameras."""
+    cam2ego = _t(np.stack([FRONT, YAW_90 @ FRONT]))[None]
+    return _t(np.stack([AUG, AUG]))[None], _t(np.stack([K, K]))[None], cam2ego
+
+
+def test_per_cell_depths():
+    img_aug, intrinsics, cam2ego = _one_camera_pair()
+    depths = torch.full((1, 2, 2, 3, 4), 7.0)
+    depths[0, 0, 1, 1, 2] = 10.0  # only cell (1, 2) of camera 0, second sample
+    depths[0, 0, 0, 1, 2] = 5.0
+    points = frustum_points(depths, (3, 4), 4, img_aug, intrinsics, cam2ego)
+    assert points.shape == (1, 2, 2, 3, 4, 3)
+    torch.testing.assert_close(points[0, 0, 1, 1, 2], torch.tensor([11.5, 2.2, 2.4]))
+    torch.testing.assert_close(points[0, 0, 0, 1, 2], torch.tensor([6.5, 1.2, 2.0]))
+    # Every other cell lies at 7 m, as the shared-depth frustum puts it.
+    shared = frustum_points(torch.tensor([7.0]), (3, 4), 4, img_aug, intrinsics, cam2ego)
+    assert torch.equal(points[0, 1], shared[0, 1].expand(2, 3, 4, 3))
+    assert torch.equal(points[0, 0, :, 0], shared[0, 0, :, 0].expand(2, 4, 3))
+
+
+def test_pixel_offsets_move_the_ray():
+    img_aug, intrinsics, cam2ego = _one_camera_pair()
+    depths = torch.tensor([5.0, 10.0])
+    regular = frustum_points(depths, (3, 4), 4, img_aug, intrinsics, cam2ego)
+    offsets = torch.zeros(1, 2, 3, 4, 2)
+    assert torch.equal(
+        frustum_points(depths, (3, 4), 4, img_aug, intrinsics, cam2ego, offsets), regular
+    )
+    # Cell (1, 2) moved by (+2, -2) pixels: augmented (12, 4) -> original (34, 28) -> camera
+    # ray (-0.16, -0.12, 1); at depth 10 the camera point (-1.6, -1.2, 10) is ego
+    # (11.5, 1.8, 2.8).
+    offsets[0, 0, 1, 2] = torch.tensor([2.0, -2.0])
+    moved = frustum_points(depths, (3, 4), 4, img_aug, intrinsics, cam2ego, offsets)
+    torch.testing.assert_close(moved[0, 0, 1, 1, 2], torch.tensor([11.5, 1.8, 2.8]))
+    unmoved = torch.ones(1, 2, 2, 3, 4, dtype=torch.bool)
+    unmoved[0, 0, :, 1, 2] = False
+    assert torch.equal(moved[unmoved], regular[unmoved])
+
+
+def test_malformed_depths_and_offsets_are_rejected():
+    img_aug, intrinsics, cam2ego = _one_camera_pair()
+    with pytest.raises(ValueError, match="depths"):
+        frustum_points(torch.ones(1, 2, 2, 3, 5), (3, 4), 4, img_aug, intrinsics, cam2ego)
+    with pytest.raises(ValueError, match="pixel_offsets"):
+        offsets = torch.zeros(1, 2, 4, 3, 2)
+        frustum_points(torch.ones(2), (3, 4), 4, img_aug, intrinsics, cam2ego, offsets)
