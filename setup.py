@@ -4,8 +4,11 @@ torch is deliberately a lower bound only: the install must never replace a torch
 already has (a CUDA build on a workstation, the CPU build on a laptop). ``make`` installs
 ``torch==2.13.0`` first when torch is missing.
 
-Compiled kernels are optional: set ``RENDERLSS_BUILD_CUDA=1`` to build the sources in
-``cuda/`` (if any). Nothing is compiled at import time.
+Compiled kernels are optional: ``RENDERLSS_BUILD_EXT=1 pip install -e . --no-build-isolation``
+builds the splat kernels of ``cuda/`` into ``renderlss/_splat_ext*.so`` (with the CUDA kernels
+when torch has CUDA and nvcc is found; ``RENDERLSS_BUILD_CUDA=1`` is the same). Without it,
+``renderlss.ops.compiled`` builds them on first use where a compiler exists. Nothing is
+compiled at import time.
 """
 
 import os
@@ -31,18 +34,32 @@ EXTRAS = {
 }
 
 
-def kernel_sources() -> list[str]:
-    return sorted(
-        os.path.join("cuda", f) for f in os.listdir("cuda") if f.endswith((".cpp", ".cu"))
-    )
+def kernel_sources(with_cuda: bool) -> list[str]:
+    suffixes = (".cpp", ".cu") if with_cuda else (".cpp",)
+    return sorted(os.path.join("cuda", f) for f in os.listdir("cuda") if f.endswith(suffixes))
 
 
 def ext_modules() -> list:
-    if os.environ.get("RENDERLSS_BUILD_CUDA") != "1" or not kernel_sources():
+    """The splat kernels as one op library (TORCH_LIBRARY, no Python module), on request."""
+    if "1" not in (os.environ.get("RENDERLSS_BUILD_EXT"), os.environ.get("RENDERLSS_BUILD_CUDA")):
         return []
-    from torch.utils.cpp_extension import CUDAExtension
+    import torch
+    from torch.utils import cpp_extension
 
-    return [CUDAExtension("renderlss._cuda", sources=kernel_sources())]
+    if torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None:
+        flags = ["-O3", "-DRENDERLSS_WITH_CUDA"]
+        return [
+            cpp_extension.CUDAExtension(
+                "renderlss._splat_ext",
+                sources=kernel_sources(True),
+                extra_compile_args={"cxx": flags, "nvcc": flags},
+            )
+        ]
+    return [
+        cpp_extension.CppExtension(
+            "renderlss._splat_ext", sources=kernel_sources(False), extra_compile_args=["-O3"]
+        )
+    ]
 
 
 def cmdclass() -> dict:

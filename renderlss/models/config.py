@@ -341,3 +341,6 @@ class ModelConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     field_decoder: FieldDecoderConfig = field(default_factory=FieldDecoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    # The splat's sorted segment sum: "torch" (renderlss.ops.splat) or "auto" (the compiled
+    # kernel of cuda/ where installed or buildable, renderlss.ops.compiled; same values).
+    splat_kernel: Literal["auto", "torch"] = "torch"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.profiler import record_function
 
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.models.backbone import build_backbone
@@ -84,9 +85,16 @@ class OccupancyNet(nn.Module):
             occupancy_density [B, 1, X, Y, Z] (the density occupancy is read from,
             ``model.head.occupancy_field``), depth_logits [B*N, D, h, w].
         """
-        features = self.neck(self.backbone(batch["img"].flatten(0, 1)))
+        # Named ranges: the stages of tools/benchmark.py --profile.
+        with record_function("backbone"):
+            features = self.backbone(batch["img"].flatten(0, 1))
+        with record_function("neck"):
+            features = self.neck(features)
         volume, depth_logits = self.lift(features, batch, measured_depth)
-        density, logits = self.head(self.encoder(volume))
+        with record_function("encoder3d"):
+            encoded = self.encoder(volume)
+        with record_function("heads"):
+            density, logits = self.head(encoded)
         occupancy = (
             voxel_peak_density(density) if self.config.head.occupancy_field == "peak" else density
         )
@@ -115,7 +123,8 @@ class OccupancyNet(nn.Module):
         cam = None
         if self.config.depth.camera_aware:
             cam = camera_params((batch["img_aug"] @ batch["intrinsic"]).flatten(0, 1), stride, size)
-        depth_logits, context = self.depth_net(features, cam)
+        with record_function("depth_net"):
+            depth_logits, context = self.depth_net(features, cam)
         depth = depth_distribution(
             depth_logits,
             None if measured_depth is None else measured_depth.flatten(0, 1),
@@ -143,9 +152,14 @@ class OccupancyNet(nn.Module):
             batch["cam2ego"],
             pixel_offsets,
         )
-        volume = splat_depth_context(
-            weights.unflatten(0, (b, n)), context.unflatten(0, (b, n)), points, self.grid
-        )
+        with record_function("splat"):
+            volume = splat_depth_context(
+                weights.unflatten(0, (b, n)),
+                context.unflatten(0, (b, n)),
+                points,
+                self.grid,
+                kernel=self.config.splat_kernel,
+            )
         return volume, depth_logits
 
     def render(
@@ -153,14 +167,15 @@ class OccupancyNet(nn.Module):
     ) -> RenderOutput:
         """Render the predicted volume along rays ``origins``/``dirs`` [B, R, 3] and
         ``z_per_t`` [B, R] (the ``targets`` of a batch)."""
-        return render_rays(
-            predictions["density"],
-            predictions["logits"],
-            Rays(rays["origins"], rays["dirs"], rays["z_per_t"]),
-            self.grid,
-            self.render_config,
-            training=self.training,
-        )
+        with record_function("render"):
+            return render_rays(
+                predictions["density"],
+                predictions["logits"],
+                Rays(rays["origins"], rays["dirs"], rays["z_per_t"]),
+                self.grid,
+                self.render_config,
+                training=self.training,
+            )
 
     def query(
         self, predictions: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]

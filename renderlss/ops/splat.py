@@ -26,6 +26,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from renderlss.geometry.grid import VoxelGrid
+from renderlss.ops.compiled import splat_extension
 
 # Points whose depth * context rows are formed at once: bounds the scratch memory of the
 # memory-lean splat to chunk_size x C floats.
@@ -126,6 +127,7 @@ def splat_depth_context(
     points: Tensor,
     grid: VoxelGrid,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    kernel: str = "torch",
 ) -> Tensor:
     """Sum-pool ``depth x context`` into the voxel volume without forming the frustum feature.
 
@@ -137,19 +139,27 @@ def splat_depth_context(
         points: [B, N, D, h, w, 3] frustum points in the grid's frame.
         grid: the voxel grid.
         chunk_size: points whose products are formed at once.
+        kernel: ``"torch"`` or ``"auto"``, see :func:`splat_planned`.
     Returns:
         [B, C, X, Y, Z] float32 volume.
     """
-    return splat_planned(depth, context, plan_splat(points, grid), chunk_size)
+    return splat_planned(depth, context, plan_splat(points, grid), chunk_size, kernel)
 
 
 def splat_planned(
-    depth: Tensor, context: Tensor, plan: SplatPlan, chunk_size: int = DEFAULT_CHUNK_SIZE
+    depth: Tensor,
+    context: Tensor,
+    plan: SplatPlan,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    kernel: str = "torch",
 ) -> Tensor:
     """``splat_depth_context`` with the geometry already sorted into a ``SplatPlan``.
 
     Args:
         depth: [B, N, D, h, w]; context: [B, N, C, h, w]; plan: from ``plan_splat``.
+        kernel: ``"torch"`` (this module's chunked segment sum) or ``"auto"`` (the compiled
+            kernel of ``cuda/`` where ``renderlss.ops.compiled`` finds or builds one, else
+            the torch one).
     Returns:
         [B, C, X, Y, Z] float32 volume.
     """
@@ -182,12 +192,14 @@ def splat_planned(
         plan.context_index,
         batch * _num_voxels(plan.grid),
         chunk_size,
+        splat_extension(kernel, depth.device),
     )
     return _to_channels_first(volume, batch, plan.grid)
 
 
 class _DepthContextSplat(torch.autograd.Function):
-    """volume[v] = sum over points p in v of depth[p] * context[cell(p)], chunk by chunk."""
+    """volume[v] = sum over points p in v of depth[p] * context[cell(p)], chunk by chunk, or
+    by the compiled ``extension`` (``renderlss.ops.compiled``) when one is given."""
 
     @staticmethod
     def forward(
@@ -199,7 +211,15 @@ class _DepthContextSplat(torch.autograd.Function):
         context_index: Tensor,
         num_voxels: int,
         chunk_size: int,
+        extension=None,
     ) -> Tensor:
+        ctx.save_for_backward(depth_flat, context_rows, point_index, voxel_index, context_index)
+        ctx.chunk_size = chunk_size
+        ctx.extension = extension
+        if extension is not None:
+            return extension.splat_forward(
+                depth_flat, context_rows, point_index, voxel_index, context_index, num_voxels
+            )
         volume = context_rows.new_zeros(num_voxels, context_rows.shape[1])
         for start in range(0, point_index.numel(), chunk_size):
             part = slice(start, start + chunk_size)
@@ -207,8 +227,6 @@ class _DepthContextSplat(torch.autograd.Function):
                 depth_flat[point_index[part]].unsqueeze(1) * context_rows[context_index[part]]
             )
             volume.index_add_(0, voxel_index[part], weighted)
-        ctx.save_for_backward(depth_flat, context_rows, point_index, voxel_index, context_index)
-        ctx.chunk_size = chunk_size
         return volume
 
     @staticmethod
@@ -216,6 +234,21 @@ class _DepthContextSplat(torch.autograd.Function):
     def backward(ctx, grad_volume: Tensor):
         depth_flat, context_rows, point_index, voxel_index, context_index = ctx.saved_tensors
         need_depth, need_context = ctx.needs_input_grad[:2]
+        if ctx.extension is not None:
+            grad_depth, grad_context = ctx.extension.splat_backward(
+                grad_volume,
+                depth_flat,
+                context_rows,
+                point_index,
+                voxel_index,
+                context_index,
+                need_depth,
+                need_context,
+            )
+            # The kernel answers an empty tensor for a gradient not asked for.
+            grad_depth = grad_depth if need_depth else None
+            grad_context = grad_context if need_context else None
+            return grad_depth, grad_context, None, None, None, None, None, None
         grad_depth = torch.zeros_like(depth_flat) if need_depth else None
         grad_context = torch.zeros_like(context_rows) if need_context else None
         for start in range(0, point_index.numel(), ctx.chunk_size):
@@ -228,7 +261,7 @@ class _DepthContextSplat(torch.autograd.Function):
                 grad_depth[points] = (grad_rows * context_rows[cells]).sum(dim=1)
             if need_context:
                 grad_context.index_add_(0, cells, depth_flat[points].unsqueeze(1) * grad_rows)
-        return grad_depth, grad_context, None, None, None, None, None
+        return grad_depth, grad_context, None, None, None, None, None, None
 
 
 def _num_voxels(grid: VoxelGrid) -> int:
