@@ -25,6 +25,8 @@ from renderlss.labels.visibility import (
 )
 from renderlss.synthetic import rig
 from renderlss.synthetic.lidar_range_image import synthetic_range_image_config
+from renderlss.vis.colormaps import depth_to_rgb, label_palette
+from renderlss.vis.range_image_panel import range_image_panel
 
 # 4 rows of 10 degrees from +10 down to -30, 8 columns of 45 degrees.
 SMALL = RangeImageConfig(fov_up_deg=10.0, fov_down_deg=30.0, rows=4, columns=8)
@@ -204,3 +206,25 @@ def test_object_points_are_tested_where_their_box_is_at_the_reference_time():
     # (1, 0, 0.5) in the box frame, turned by 90 degrees: (0, 1, 0.5) from (12, 1, 0).
     np.testing.assert_allclose(moved, [[12.0, 2.0, 0.5], [0.0, 0.0, 0.0]], atol=1e-12)
     np.testing.assert_allclose(objects_moved_to(points, owner, {"car": box}, {}), points)
+
+
+def test_range_image_panel_draws_range_and_class_of_each_return():
+    ranges = np.zeros((2, 64), dtype=np.float32)
+    ranges[0, 60], ranges[1, 20] = 10.0, 40.0
+    classes = np.full((2, 64), 255, dtype=np.uint8)
+    # A barrier right of the legend's swatch; pixel (1, 20) is an unlabelled return.
+    classes[0, 60] = 1
+    names = ["others", "barrier", "car"]
+    picture = range_image_panel(ranges, 40.0, classes=classes, class_names=names, row_scale=3)
+    far = depth_to_rgb(np.array([40.0]), 0.0, 40.0)[0]
+    near = depth_to_rgb(np.array([10.0]), 0.0, 40.0)[0]
+    # Find the range tile: the rows where column 20 shows the far colour (rows 3..5 of it).
+    far_rows = np.flatnonzero((picture[:, 20] == far).all(axis=1))
+    assert len(far_rows) == 3
+    top = far_rows[0] - 3
+    assert (picture[top : top + 3, 60] == near).all()
+    assert (picture[top : top + 3, 59] == 0).all()  # no return: black
+    barrier = label_palette(names)[1]
+    assert (picture[:, 60] == barrier).all(axis=1).sum() == 3
+    with pytest.raises(ValueError, match="classes"):
+        range_image_panel(ranges, 40.0, classes=classes[:1], class_names=names)

@@ -8,7 +8,9 @@ Per sample, four PNG files in --out-dir (headless, CPU is enough):
   dataroot has one, else the projected LiDAR's) | rendered classes (argmax of the logits;
   free where the ray met nothing);
 - ``<i>_<token>_bev.png`` and ``..._perspective.png``: predicted occupancy next to the Occ3D
-  ground truth, top-down and oblique, through the evaluation mask.
+  ground truth, top-down and oblique, through the evaluation mask;
+- with --range-image, ``<i>_<token>_range.png``: the keyframe's LiDAR sweep as a spherical
+  range image (range colours, and lidarseg classes where the sample has them).
 
 Cameras are rendered every eval.image_stride pixels (see docs/evaluation.md).
 
@@ -32,6 +34,7 @@ from renderlss.engine.cli import (
 )
 from renderlss.engine.evaluation import lidar_source, predicted_volumes
 from renderlss.engine.pictures import sample_pictures
+from renderlss.engine.range_image_pictures import sweep_range_picture
 from renderlss.labels.artifacts import shard_indices
 from renderlss.train.distributed import cleanup, rank, world_size
 from renderlss.vis import save_png
@@ -55,6 +58,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--columns", type=int, default=1, help="camera panels per row (default %(default)s)"
+    )
+    parser.add_argument(
+        "--range-image",
+        action="store_true",
+        help="also draw the keyframe's LiDAR sweep as a range image (<i>_<token>_range.png)",
     )
     return parser.parse_args(argv)
 
@@ -98,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
                 depth_range,
                 args.columns,
             )
+            if args.range_image:
+                info = setup.dataset.infos[mine[position - 1]]
+                pictures["range"] = sweep_range_picture(
+                    info, setup.dataset.dataroot, setup.config.data.classes, depth_range[1]
+                )
             for name, picture in pictures.items():
                 path = args.out_dir / f"{stem}_{name}.png"
                 save_png(path, picture)
