@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+SAMPLERS = ("dense", "packed")
+
 
 @dataclass(frozen=True)
 class RenderConfig:
@@ -32,6 +34,15 @@ class RenderConfig:
     # On CUDA, compute the weights with nerfacc's packed (ray_indices) path instead of the
     # batched one. Same values; needs nerfacc's compiled CUDA extension. Ignored on CPU.
     cuda_packed_weights: bool = False
+    # Which samples are made: "dense" steps every interval of the ray's box segment (with
+    # early termination); "packed" (renderlss.ops.packed_render) makes the same intervals but
+    # samples only those whose voxel neighbourhood holds density above
+    # skip_optical_depth / (the ray's length in the box), and none once the ray's
+    # transmittance fell below early_stop_eps: fewer samples, same values up to the bounds.
+    sampler: str = "dense"
+    # Packed sampler: the most optical depth one ray may lose to skipped samples (0: skip
+    # only exactly empty space). Weights change by a factor within [1, exp(skip_optical_depth)].
+    skip_optical_depth: float = 1e-3
 
     def validate(self, where: str) -> None:
         if self.step_fraction <= 0:
@@ -46,5 +57,11 @@ class RenderConfig:
             )
         if self.segment_samples < 1:
             raise ValueError(f"{where}.segment_samples: must be >= 1, got {self.segment_samples}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"{where}.sampler: must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.skip_optical_depth < 0:
+            raise ValueError(
+                f"{where}.skip_optical_depth: must be >= 0, got {self.skip_optical_depth}"
+            )
         if self.chunk_size < 1:
             raise ValueError(f"{where}.chunk_size: must be >= 1, got {self.chunk_size}")

@@ -98,13 +98,18 @@ class VolumeField:
         self.density = density
         self.logits = logits
 
-    def __call__(self, coords: Tensor) -> tuple[Tensor, Tensor | None]:
-        """coords [..., 3] -> sigma [...], logits [..., K] or None (float32)."""
+    def sigma(self, coords: Tensor) -> Tensor:
+        """coords [..., 3] -> sigma [...] float32, without the logits."""
         # grid_sample wants [1, P, Q, 3]; each output point depends on its coordinates only,
         # so the layout of the query does not change any value.
         flat = coords.reshape(1, 1, -1, 3)
-        sigma = sample_grid_coordinates(self.density, flat).reshape(coords.shape[:-1])
+        return sample_grid_coordinates(self.density, flat).reshape(coords.shape[:-1])
+
+    def __call__(self, coords: Tensor) -> tuple[Tensor, Tensor | None]:
+        """coords [..., 3] -> sigma [...], logits [..., K] or None (float32)."""
+        sigma = self.sigma(coords)
         if self.logits is None:
             return sigma, None
+        flat = coords.reshape(1, 1, -1, 3)
         logits = sample_grid_coordinates(self.logits, flat)[0, :, 0]  # [K, P]
         return sigma, logits.t().reshape(*coords.shape[:-1], logits.shape[0])

@@ -32,6 +32,8 @@ march of a chunk stops once all its rays are done.
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +48,8 @@ from renderlss.geometry.grid import VoxelGrid
 from renderlss.ops.config import RenderConfig
 from renderlss.ops.field import Field, VolumeField, grid_coordinates, sample_grid_coordinates
 from renderlss.ops.rays import Rays
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -158,6 +162,7 @@ def render_rays(
     training: bool,
     generator: torch.Generator | None = None,
     field: Field | Sequence[Field] | None = None,
+    occupancy: Tensor | None = None,
 ) -> RenderOutput:
     """Render depth, semantics and opacity along rays.
 
@@ -172,6 +177,9 @@ def render_rays(
         field: sampled instead of the volumes (``renderlss.ops.field``): a sequence of B
             fields, one per batch element, or one field shared by every batch element.
             ``density`` and ``logits`` must then be None.
+        occupancy: [B, 1, X, Y, Z] density that the packed sampler bounds empty space with
+            (``config.sampler="packed"``); default: ``density``. Fields without it are
+            rendered by the dense sampler.
     Returns:
         RenderOutput with [B, R] depth/opacity, [B, R, K] semantics, [B, R, S] weights.
     """
@@ -181,6 +189,7 @@ def render_rays(
             f"render_rays: rays must be [B, R, 3], got origins {tuple(rays.origins.shape)}"
         )
     fields = _batch_fields(density, logits, rays.origins.shape[0], grid, field)
+    bounds = _occupancy_bounds(occupancy if occupancy is not None else density, grid, config)
     step = config.step_fraction * float(min(grid.voxel_size))
     jitter = training and config.jitter
     # Sampling, weights and compositing all in float32: half-precision weights overflow.
@@ -188,6 +197,7 @@ def render_rays(
         outputs = [
             _render_batch_element(
                 fields[b],
+                None if bounds is None else bounds[b],
                 Rays(rays.origins[b].float(), rays.directions[b].float(), rays.z_per_t[b].float()),
                 grid,
                 config,
@@ -239,8 +249,33 @@ def _batch_fields(
     ]
 
 
+def _occupancy_bounds(
+    occupancy: Tensor | None, grid: VoxelGrid, config: RenderConfig
+) -> list[Tensor] | None:
+    """Per batch element, the packed sampler's ``occupancy_bound``; None for dense sampling."""
+    if config.sampler != "packed":
+        return None
+    if occupancy is None:
+        _log_dense_fallback()
+        return None
+    _check_volume("render_rays (occupancy)", occupancy, grid)
+    # The packed sampler builds on this module's output and weights.
+    from renderlss.ops.packed_render import occupancy_bound
+
+    return [occupancy_bound(occupancy[b : b + 1, :1]) for b in range(occupancy.shape[0])]
+
+
+@functools.cache
+def _log_dense_fallback() -> None:
+    logger.warning(
+        "render_rays: render.sampler='packed' needs a density volume (or occupancy=) to skip "
+        "empty space; these fields are rendered by the dense sampler"
+    )
+
+
 def _render_batch_element(
     field: Field,
+    bound: Tensor | None,
     rays: Rays,
     grid: VoxelGrid,
     config: RenderConfig,
@@ -248,7 +283,7 @@ def _render_batch_element(
     jitter: bool,
     generator: torch.Generator | None,
 ) -> RenderOutput:
-    """One field, rays [R, 3], in chunks of rays."""
+    """One field, rays [R, 3], in chunks of rays; packed samples with an occupancy bound."""
     lower = torch.as_tensor(grid.lower, dtype=torch.float32, device=rays.origins.device)
     upper = torch.as_tensor(grid.upper, dtype=torch.float32, device=rays.origins.device)
     t_enter, t_exit = ray_box_intersection(rays.origins, rays.directions, lower, upper)
@@ -260,12 +295,17 @@ def _render_batch_element(
     missed = counts == 0
     t_enter = torch.where(missed, torch.zeros_like(t_enter), t_enter)
     t_exit = torch.where(missed, torch.zeros_like(t_exit), t_exit)
+    if bound is None:
+        render_chunk = functools.partial(_render_chunk, field)
+    else:
+        from renderlss.ops.packed_render import render_chunk_packed
+
+        render_chunk = functools.partial(render_chunk_packed, field, bound)
     chunks = []
     for start in range(0, len(counts), config.chunk_size):
         part = slice(start, start + config.chunk_size)
         chunks.append(
-            _render_chunk(
-                field,
+            render_chunk(
                 Rays(*(x[part] for x in rays)),
                 t_enter[part],
                 t_exit[part],
