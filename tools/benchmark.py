@@ -9,7 +9,9 @@ Sections (``--only``):
   synthetic  seconds to generate one synthetic keyframe (demo resolution and 1600x900)
   data       Dataset samples/s with 0 and 2 loader workers on a generated synthetic dataroot
   splat      splat variants vs the LSS cumsum-trick splat (forward + backward)
-  render     the renderer (box clipping + early termination) vs dense sampling of every step
+  render     the renderer (box clipping + early termination) vs dense sampling of every step,
+             and the packed, empty-space-skipping sampler (render.sampler="packed") with its
+             depth difference to the default sampler (--render-volume: a trained volume)
   model      one forward + backward of the whole network
   memory     resident memory over a long CPU training run (host-memory leaks)
 Scales (``--scales``): demo (configs/synthetic_demo.py) and paper (configs/renderocc_r50_occ3d.py).
@@ -187,7 +189,25 @@ def case_splat(scale: str, variant: str, device: str, repeats: int) -> dict:
     return result
 
 
-def case_render(scale: str, variant: str, device: str, repeats: int, train: bool) -> dict:
+def render_inputs(
+    config, volume: str, device: torch.device
+) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Rays, density and logits of the render cases: random ones, or those saved in a torch
+    file ``volume`` (density [1, 1, X, Y, Z], logits [1, K, X, Y, Z], origins/dirs [1, R, 3],
+    z_per_t [1, R]: e.g. a trained network's volume and a sample's target rays)."""
+    if not volume:
+        rays = random_rays(config, config.data.targets.num_rays, device)
+        return rays, *random_field(config, device, config.model.head.num_classes)
+    saved = torch.load(volume, map_location=device, weights_only=True)
+    rays = {k: saved[k].float() for k in ("origins", "dirs", "z_per_t")}
+    return rays, saved["density"].float(), saved["logits"].float()
+
+
+def case_render(
+    scale: str, variant: str, device: str, repeats: int, train: bool, volume: str = ""
+) -> dict:
+    import dataclasses
+
     from renderlss.ops.rays import Rays
     from renderlss.ops.reference import render_dense_reference
     from renderlss.ops.render import render_rays
@@ -195,19 +215,21 @@ def case_render(scale: str, variant: str, device: str, repeats: int, train: bool
     dev = torch.device(device)
     config = load_scale(scale)
     grid = config.data.grid
-    rays_d = random_rays(config, config.data.targets.num_rays, dev)
+    rays_d, density, logits = render_inputs(config, volume, dev)
     rays = Rays(rays_d["origins"], rays_d["dirs"], rays_d["z_per_t"])
-    density, logits = random_field(config, dev, config.model.head.num_classes)
     density.requires_grad_(train)
     logits.requires_grad_(train)
     step = config.render.step_fraction * min(grid.voxel_size)
+    render_config = config.render
+    if variant == "render_rays_packed":
+        render_config = dataclasses.replace(config.render, sampler="packed")
     samples = {}
 
     def run():
         if variant == "dense_reference":
             out = render_dense_reference(density, logits, rays, grid, step)
         else:
-            out = render_rays(density, logits, rays, grid, config.render, training=train)
+            out = render_rays(density, logits, rays, grid, render_config, training=train)
         samples["n"] = (
             int(out.num_samples) if variant != "dense_reference" else int(out.weights.numel())
         )
@@ -218,7 +240,18 @@ def case_render(scale: str, variant: str, device: str, repeats: int, train: bool
     ctx = torch.enable_grad() if train else torch.no_grad()
     with ctx:
         result = timed(run, dev, repeats)
-    result.update(rays=config.data.targets.num_rays, samples=samples["n"], train=train)
+    result.update(rays=rays.origins.shape[1], samples=samples["n"], train=train)
+    if variant == "render_rays_packed":
+        # Midpoint renders of both samplers: the depth change the packed sampler makes.
+        with torch.no_grad():
+            ours, dense = (
+                render_rays(density, logits, rays, grid, c, training=False)
+                for c in (render_config, config.render)
+            )
+        change = (ours.depth - dense.depth).abs() / dense.depth.abs().clamp(min=1e-3)
+        result.update(
+            depth_change_rel_max=float(change.max()), depth_change_rel_mean=float(change.mean())
+        )
     return result
 
 
@@ -395,7 +428,7 @@ def section_render(args) -> list[dict]:
     for scale in args.scales:
         for train in (False, True):
             base = None
-            for variant in ("dense_reference", "render_rays"):
+            for variant in ("dense_reference", "render_rays", "render_rays_packed"):
                 r = run_isolated(
                     "render",
                     scale=scale,
@@ -403,6 +436,7 @@ def section_render(args) -> list[dict]:
                     device=args.device,
                     repeats=args.repeats,
                     train=train,
+                    volume=args.render_volume,
                 )
                 r.update(
                     section="render", scale=scale, case=f"{variant}{'_train' if train else ''}"
@@ -410,6 +444,8 @@ def section_render(args) -> list[dict]:
                 base = base or r
                 if "seconds" in r and "seconds" in base:
                     r["speedup_vs_dense"] = round(base["seconds"] / r["seconds"], 2)
+                if variant == "render_rays_packed" and "seconds" in r and "seconds" in rows[-1]:
+                    r["speedup_vs_render_rays"] = round(rows[-1]["seconds"] / r["seconds"], 2)
                 rows.append(r)
     return rows
 
@@ -518,6 +554,12 @@ def main(argv: list[str] | None = None) -> int:
         "--memory-steps", type=int, default=2000, help="training steps of the memory (leak) section"
     )
     parser.add_argument("--out", default="bench/benchmark.json", help="JSON output path")
+    parser.add_argument(
+        "--render-volume",
+        default="",
+        help="torch file of the render cases' volume and rays (density, logits, origins, dirs, "
+        "z_per_t; default: a random volume and rays)",
+    )
     args = parser.parse_args(argv)
 
     from renderlss.io import atomic_save_json
