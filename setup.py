@@ -31,6 +31,16 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     "dev": ["pytest>=7", "ruff>=0.5"],
     "sam": ["segment-anything"],
+    # The plugin renderlss.mmdet3d (docs/mmdet3d.md): the light OpenMMLab stack, whose
+    # mmcv-lite has registries and transforms but no compiled ops. nuscenes-devkit is pinned
+    # here too: without it the resolver falls back to a devkit that builds matplotlib<3.6.
+    "mmdet3d": [
+        "mmdet3d==1.4.0",
+        "mmdet==3.3.0",
+        "mmcv-lite==2.1.0",
+        "mmengine>=0.10,<1",
+        "nuscenes-devkit==1.2.0",
+    ],
 }
 
 
