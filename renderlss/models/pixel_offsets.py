@@ -71,9 +71,11 @@ def sample_cells(values: Tensor, offsets: Tensor) -> Tensor:
             f"sample_cells: offsets must be [M, h, w, 2] = {[m, rows, cols, 2]}, got "
             f"{tuple(offsets.shape)}"
         )
-    row = torch.arange(rows, device=values.device, dtype=torch.float32).view(1, -1, 1)
-    col = torch.arange(cols, device=values.device, dtype=torch.float32).view(1, 1, -1)
-    x, y = col + offsets[..., 0].float(), row + offsets[..., 1].float()  # [M, h, w]
+    # Positions in at least float32: half precision cannot hold a fraction of a far cell.
+    dtype = torch.promote_types(offsets.dtype, torch.float32)
+    row = torch.arange(rows, device=values.device, dtype=dtype).view(1, -1, 1)
+    col = torch.arange(cols, device=values.device, dtype=dtype).view(1, 1, -1)
+    x, y = col + offsets[..., 0].to(dtype), row + offsets[..., 1].to(dtype)  # [M, h, w]
     x0, y0 = torch.floor(x), torch.floor(y)
     fx, fy = x - x0, y - y0
     flat = values.reshape(m, channels, rows * cols)
