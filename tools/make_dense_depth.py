@@ -5,9 +5,13 @@ filled, 0 none) and <out>/manifest.json. Rerunning resumes (finished files are s
 --shard i/n builds every n-th keyframe starting at i (0-based), so n machines can share the
 work. See docs/dense_depth.md.
 
+With --transfer-labels the unlabelled sweeps take classes from the labelled keyframe sweeps
+(KNN after motion compensation) and every file also holds 'semantics' (uint8, Occ3D class
+of each measured pixel, 255 = none).
+
 Examples:
     python tools/make_dense_depth.py --infos data/infos/renderlss_infos_train.pkl \\
-        --out data/dense_depth --complete
+        --out data/dense_depth --complete --transfer-labels
     python tools/make_dense_depth.py --infos data/synthetic_infos/renderlss_infos_val.pkl \\
         --evaluate-oracle --max-keyframes 8
 """
@@ -21,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from renderlss.configuration import ConfigError  # noqa: E402
-from renderlss.data.classes import load_classes  # noqa: E402
+from renderlss.data.classes import learning_map_table, load_classes  # noqa: E402
 from renderlss.io import atomic_save_json, remove_stale_temp_files  # noqa: E402
 from renderlss.labels.artifacts import parse_shard  # noqa: E402
 from renderlss.labels.dense_depth import (  # noqa: E402
@@ -35,6 +39,11 @@ from renderlss.labels.dense_depth import (  # noqa: E402
 from renderlss.labels.depth_quality import (  # noqa: E402
     evaluate_against_oracle,
     format_quality_table,
+)
+from renderlss.labels.label_transfer import (  # noqa: E402
+    PointClasses,
+    add_transfer_arguments,
+    transfer_config_from_args,
 )
 from renderlss.records.infos import load_infos  # noqa: E402
 
@@ -89,6 +98,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULTS.downscale,
         help="store at image size / this integer (default %(default)s)",
     )
+    parser.add_argument(
+        "--transfer-labels",
+        action="store_true",
+        help="also write per-pixel classes ('semantics'): lidarseg of the keyframe sweeps, "
+        "KNN-transferred to the sweeps between them (needs lidarseg)",
+    )
+    add_transfer_arguments(parser)
+    parser.add_argument(
+        "--classes",
+        type=Path,
+        default=CLASSES_FILE,
+        help="config file with the data.classes section (default: Occ3D-nuScenes)",
+    )
     parser.add_argument("--shard", default="0/1", help="i/n: this machine's share (default 0/1)")
     parser.add_argument(
         "--evaluate-oracle",
@@ -123,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             complete=args.complete,
             completion_kernels=args.completion_kernels,
             downscale=args.downscale,
+            transfer_labels=args.transfer_labels,
+            label_transfer=transfer_config_from_args(args),
         )
         shard = parse_shard(args.shard)
         metadata, infos = load_infos(args.infos)
@@ -135,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cameras = list(metadata.get("cameras") or (infos[0]["cams"] if infos else []))
     if args.evaluate_oracle:
-        classes = load_classes(CLASSES_FILE)
+        classes = load_classes(args.classes)
         dynamic = [classes.occ_class_names.index(c) for c in classes.dynamic_class_names]
         chosen = infos[: args.max_keyframes] if args.max_keyframes else infos
         try:
@@ -161,8 +185,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     remove_stale_temp_files(args.out)
     try:
+        classes = load_classes(args.classes)
+        point_classes = PointClasses(
+            learning_map_table(classes), len(classes.occ_class_names), classes.ignore_index
+        )
         summary = build_dense_depth(
-            infos, dataroot, args.out, config, cameras, shard, show_progress=not args.quiet
+            infos,
+            dataroot,
+            args.out,
+            config,
+            cameras,
+            shard,
+            show_progress=not args.quiet,
+            point_classes=point_classes,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

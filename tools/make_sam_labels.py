@@ -1,5 +1,8 @@
 """Build 2D semantic labels: class-agnostic masks of every keyframe camera image, each labelled
-by the vote of the keyframe lidarseg points projected into it.
+by the vote of the LiDAR points projected into it: the keyframe lidarseg points
+(--votes keyframe), or all sweeps of a window around the keyframe with classes transferred
+from the labelled keyframe sweeps by KNN after motion compensation (--votes transferred,
+about ten times the votes).
 
 Examples:
     # CPU over-segmentation instead of SAM
@@ -29,18 +32,27 @@ from renderlss.data.classes import learning_map_table, load_classes  # noqa: E40
 from renderlss.eval.label_quality import label_quality, quality_table  # noqa: E402
 from renderlss.io import remove_stale_temp_files  # noqa: E402
 from renderlss.labels.artifacts import parse_shard, shard_indices  # noqa: E402
+from renderlss.labels.dense_depth import DenseDepthConfig, dense_depth_config  # noqa: E402
+from renderlss.labels.label_transfer import (  # noqa: E402
+    PointClasses,
+    add_transfer_arguments,
+    transfer_config_from_args,
+)
 from renderlss.labels.mask_sources import make_mask_source  # noqa: E402
 from renderlss.labels.semantic_labels import (  # noqa: E402
     Labeller,
     LabelSettings,
     build_semantic_labels,
 )
+from renderlss.labels.sweep_voters import TransferredVoterSource  # noqa: E402
 from renderlss.records.infos import load_infos  # noqa: E402
 from renderlss.targets.lidar import DEFAULT_EGO_BOX, DEFAULT_MIN_DEPTH  # noqa: E402
 from renderlss.targets.sources import LidarTargetSource  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CLASSES = REPO / "configs" / "_base_" / "occ3d_nuscenes.py"
+VOTE_SOURCES = ("keyframe", "transferred")
+DEFAULT_VOTES = "keyframe"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,6 +92,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=defaults.minority_min_votes,
         help="LiDAR points a minority cluster needs (default %(default)s)",
     )
+    parser.add_argument(
+        "--votes",
+        choices=VOTE_SOURCES,
+        default=DEFAULT_VOTES,
+        help="keyframe: the keyframe's lidarseg points vote; transferred: the points of all "
+        "sweeps within --window-sweeps of the keyframe, unlabelled sweeps classed by KNN "
+        "from the labelled ones, hidden points removed (default %(default)s; "
+        "docs/sam_labels.md compares them)",
+    )
+    parser.add_argument(
+        "--window-sweeps",
+        type=int,
+        default=DenseDepthConfig().window_sweeps,
+        help="with --votes transferred: sweeps before and after the keyframe's, each way "
+        "(default %(default)s)",
+    )
+    add_transfer_arguments(parser)
     parser.add_argument("--shard", default="0/1", help="i/n: every n-th keyframe from i")
     parser.add_argument(
         "--dataroot", default="", help="overrides the dataroot recorded in the info file"
@@ -111,16 +140,26 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{args.infos}: no dataroot recorded; pass --dataroot")
         cameras = args.cameras or list(metadata.get("cameras", []))
         classes = load_classes(args.classes)
-        voters = LidarTargetSource(
-            dataroot,
-            learning_map_table(classes),
-            classes.ignore_index,
-            DEFAULT_EGO_BOX,
-            DEFAULT_MIN_DEPTH,
-        )
-        votes = dict(
-            source="keyframe lidarseg", ego_box=DEFAULT_EGO_BOX, min_depth=DEFAULT_MIN_DEPTH
-        )
+        if args.votes == "transferred":
+            point_classes = PointClasses(
+                learning_map_table(classes), len(classes.occ_class_names), classes.ignore_index
+            )
+            config = dense_depth_config(
+                window_sweeps=args.window_sweeps, label_transfer=transfer_config_from_args(args)
+            )
+            voters = TransferredVoterSource(infos, dataroot, point_classes, config)
+            votes = voters.manifest()
+        else:
+            voters = LidarTargetSource(
+                dataroot,
+                learning_map_table(classes),
+                classes.ignore_index,
+                DEFAULT_EGO_BOX,
+                DEFAULT_MIN_DEPTH,
+            )
+            votes = dict(
+                source="keyframe lidarseg", ego_box=DEFAULT_EGO_BOX, min_depth=DEFAULT_MIN_DEPTH
+            )
         labeller = Labeller(
             make_mask_source(args.masks, device=args.device),
             voters,

@@ -16,6 +16,7 @@ Labelled points whose class is the ignore index (lidarseg noise) are treated as 
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,40 @@ class LabelTransferConfig:
             raise ValueError(f"{where}.radius: must be > 0, got {self.radius}")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"{where}.min_confidence: must lie in [0, 1]")
+
+
+def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--transfer-k / --transfer-radius / --transfer-min-confidence`` options of the
+    label builders (read back by :func:`transfer_config_from_args`)."""
+    defaults = LabelTransferConfig()
+    parser.add_argument(
+        "--transfer-k",
+        type=int,
+        default=defaults.k,
+        help="labelled neighbours voting for an unlabelled sweep point (default %(default)s)",
+    )
+    parser.add_argument(
+        "--transfer-radius",
+        type=float,
+        default=defaults.radius,
+        help="metres: farther labelled points do not vote; a point without any stays "
+        "unknown (default %(default)s)",
+    )
+    parser.add_argument(
+        "--transfer-min-confidence",
+        type=float,
+        default=defaults.min_confidence,
+        help="vote share a transferred class needs to be used (default %(default)s)",
+    )
+
+
+def transfer_config_from_args(args: argparse.Namespace) -> LabelTransferConfig:
+    """The validated :class:`LabelTransferConfig` of :func:`add_transfer_arguments`' options."""
+    config = LabelTransferConfig(
+        args.transfer_k, args.transfer_radius, args.transfer_min_confidence
+    )
+    config.validate("label_transfer")
+    return config
 
 
 @dataclass(frozen=True)
