@@ -128,12 +128,17 @@ def render_sample_rays(
 
     Args:
         model: provides ``render(predictions, rays)`` (an ``OccupancyNet``).
-        predictions: ``density`` [B, 1, X, Y, Z] and ``logits`` [B, K, X, Y, Z].
+        predictions: ``density`` [B, 1, X, Y, Z] and ``logits`` [B, K, X, Y, Z] (and the
+            field decoder's ``features`` [B, C, X, Y, Z]).
     Returns:
         RenderOutput with a batch of one: depth [1, R], semantics [1, R, K].
     """
     device = predictions["density"].device
-    one = {name: predictions[name][index : index + 1] for name in ("density", "logits")}
+    one = {
+        name: predictions[name][index : index + 1]
+        for name in ("density", "logits", "features")
+        if name in predictions
+    }
     batch_rays = {name: value.to(device)[None] for name, value in rays.items()}
     return model.render(one, batch_rays)
 

@@ -22,6 +22,7 @@ from renderlss.models.config import ModelConfig
 from renderlss.models.depth_bins import bin_centers, bin_edges
 from renderlss.models.depth_net import build_depth_net, camera_params, depth_distribution
 from renderlss.models.encoder3d import build_encoder3d
+from renderlss.models.field_decoder import FieldDecoder
 from renderlss.models.frustum_sampling import pdf_samples
 from renderlss.models.heads import build_head
 from renderlss.models.neck import build_neck
@@ -63,7 +64,20 @@ class OccupancyNet(nn.Module):
             else None
         )
         self.encoder = build_encoder3d(config.encoder3d, config.depth.context_channels)
-        self.head = build_head(config.head, config.encoder3d.channels)
+        # The field decoder, when on, decodes both the voxels and the ray samples: no head.
+        decoder = config.field_decoder
+        self.field_decoder = (
+            FieldDecoder(
+                decoder,
+                config.encoder3d.channels,
+                config.head.num_classes,
+                grid,
+                config.head.initial_density,
+            )
+            if decoder.enabled
+            else None
+        )
+        self.head = None if decoder.enabled else build_head(config.head, config.encoder3d.channels)
         # Not a parameter and not saved: it follows from the config.
         self.register_buffer("depth_centers", bin_centers(config.depth.bins), persistent=False)
         self.register_buffer("depth_edges", bin_edges(config.depth.bins), persistent=False)
@@ -83,7 +97,8 @@ class OccupancyNet(nn.Module):
         Returns:
             density [B, 1, X, Y, Z] (sigma >= 0 per metre), logits [B, K, X, Y, Z],
             occupancy_density [B, 1, X, Y, Z] (the density occupancy is read from,
-            ``model.head.occupancy_field``), depth_logits [B*N, D, h, w].
+            ``model.head.occupancy_field``), depth_logits [B*N, D, h, w]; with the field
+            decoder also features [B, C, X, Y, Z], the encoder volume it decodes.
         """
         # Named ranges: the stages of tools/benchmark.py --profile.
         with record_function("backbone"):
@@ -94,16 +109,22 @@ class OccupancyNet(nn.Module):
         with record_function("encoder3d"):
             encoded = self.encoder(volume)
         with record_function("heads"):
-            density, logits = self.head(encoded)
+            if self.field_decoder is None:
+                density, logits = self.head(encoded)
+            else:
+                density, logits = self.field_decoder.decode_volume(encoded)
         occupancy = (
             voxel_peak_density(density) if self.config.head.occupancy_field == "peak" else density
         )
-        return dict(
+        predictions = dict(
             density=density,
             logits=logits,
             occupancy_density=occupancy,
             depth_logits=depth_logits,
         )
+        if self.field_decoder is not None:
+            predictions["features"] = encoded
+        return predictions
 
     def lift(
         self, features: torch.Tensor, batch: dict, measured_depth: torch.Tensor | None
@@ -166,15 +187,22 @@ class OccupancyNet(nn.Module):
         self, predictions: dict[str, torch.Tensor], rays: dict[str, torch.Tensor]
     ) -> RenderOutput:
         """Render the predicted volume along rays ``origins``/``dirs`` [B, R, 3] and
-        ``z_per_t`` [B, R] (the ``targets`` of a batch)."""
+        ``z_per_t`` [B, R] (the ``targets`` of a batch); with the field decoder, the decoder
+        itself at every sample (``predictions["features"]``)."""
+        volumes = predictions["density"], predictions["logits"]
+        fields = None
+        if self.field_decoder is not None:
+            features = predictions["features"]
+            fields = [self.field_decoder.field(features[b : b + 1]) for b in range(len(features))]
+            volumes = None, None
         with record_function("render"):
             return render_rays(
-                predictions["density"],
-                predictions["logits"],
+                *volumes,
                 Rays(rays["origins"], rays["dirs"], rays["z_per_t"]),
                 self.grid,
                 self.render_config,
                 training=self.training,
+                field=fields,
             )
 
     def query(
