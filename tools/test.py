@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Evaluate a checkpoint: Occ3D mIoU, RayIoU and rendered depth (docs/evaluation.md).
+"""Evaluate a checkpoint: Occ3D mIoU, RayIoU, rendered depth and the depth net's lifted
+depth (depth/lifting/..., depth/lifting_edge/... near depth edges; docs/evaluation.md).
 
 Examples:
     python tools/test.py configs/synthetic_demo.py work_dirs/synthetic_demo/step_000600.pth
@@ -28,7 +29,7 @@ from renderlss.eval.metrics import json_safe
 from renderlss.io import atomic_save_json
 from renderlss.train.distributed import cleanup, is_main_process
 
-DEPTH_HEADLINES = ("depth/lidar/abs_rel", "depth/oracle/abs_rel")
+DEPTH_HEADLINES = ("depth/lidar/abs_rel", "depth/oracle/abs_rel", "depth/lifting/abs_rel")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -23,6 +23,12 @@ train.teacher.enabled=True: thresholds, pseudo-loss weights, start step and ramp
 depth_aware and the student's jitter are train.teacher options (docs/teacher_student.md);
 its monitors are logged as train/teacher/* and the teacher is evaluated with
 tools/test.py ... --weights ema.
+
+Loss options (docs/training.md): edge-aware depth supervision weighs the LSS depth loss
+up at depth edges of the target depth (model.loss.depth_edge_weight, depth_edge_threshold,
+depth_edge_radius; depth_edge_rendered=True also weighs the rendered-depth rays), and
+model.loss.semantic_loss="focal" (focal_gamma) turns the rendered-semantic and Occ3D
+cross-entropy terms into focal losses with the same class weights.
 """
 
 from __future__ import annotations

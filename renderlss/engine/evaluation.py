@@ -11,6 +11,9 @@ Per sample (eval-mode ``OccDataset``: no augmentation, deterministic):
   numbers are not comparable with published RayIoU.
 - **Depth against LiDAR**: one ray through every LiDAR point of the keyframe that projects
   into a camera (original image coordinates), scored where the point lies inside the grid.
+- **Lifting quality against LiDAR**: the depth net's expected depth per feature cell
+  against the cell's nearest LiDAR depth, overall and near depth edges
+  (:mod:`renderlss.eval.lifting_quality`).
 - **Depth against the oracle** (synthetic data): whole images rendered every
   ``image_stride`` pixels against the exact depth of the same pixels.
 - **Baselines** (optional): trivial predictors scored with the same mIoU and RayIoU, and an
@@ -37,7 +40,7 @@ from tqdm import tqdm
 
 from renderlss.data.collate import collate, to_device
 from renderlss.data.dataset import OccDataset
-from renderlss.data.render_targets import make_target_sources
+from renderlss.data.render_targets import input_depth_image, make_target_sources
 from renderlss.engine.experiment import ExperimentConfig
 from renderlss.engine.full_image import (
     StridedGrid,
@@ -51,6 +54,7 @@ from renderlss.eval.baselines import AllFreeBaseline, ColumnMajorityBaseline, Oc
 from renderlss.eval.config import EvalConfig
 from renderlss.eval.depth_metrics import DepthMetrics, SignedErrorMedian
 from renderlss.eval.depth_prior import RowMedianDepthPrior
+from renderlss.eval.lifting_quality import expected_depth, lifting_targets
 from renderlss.eval.metrics import (
     OccupancyIoU,
     OccupancyIoUResult,
@@ -66,6 +70,7 @@ from renderlss.models.occupancy_net import predict_occupancy
 from renderlss.records.files import output_path
 from renderlss.records.infos import info_pose
 from renderlss.records.oracle import ground_truth_folder, load_ground_truth
+from renderlss.targets.pixel_targets import PixelTargets
 from renderlss.targets.sources import TargetSource
 from renderlss.train.distributed import all_reduce_sum, is_main_process, rank, world_size
 
@@ -228,13 +233,16 @@ class DepthScore:
 
 @dataclass
 class _DepthScorers:
-    """Per depth source: the rendered depth's score and, with a prior, the prior's."""
+    """Per depth source: the rendered depth's score and, with a prior, the prior's; with
+    LiDAR, the lifted depth's score overall and near depth edges."""
 
     lidar: DepthScore | None
     oracle: DepthScore | None
     prior: RowMedianDepthPrior | None
     prior_lidar: DepthScore | None
     prior_oracle: DepthScore | None
+    lifting: DepthScore | None
+    lifting_edge: DepthScore | None
 
 
 def _depth_scorers(
@@ -254,6 +262,8 @@ def _depth_scorers(
         prior=prior,
         prior_lidar=make(lidar and prior is not None),
         prior_oracle=make(oracle and prior is not None),
+        lifting=make(lidar),
+        lifting_edge=make(lidar),
     )
 
 
@@ -295,13 +305,13 @@ def score_lidar_depth(
     index: int,
     info: dict,
     bev_aug: np.ndarray,
-    source: TargetSource,
+    targets: dict[str, PixelTargets],
     cameras: list[str],
     grid: VoxelGrid,
 ) -> None:
-    """Render one ray per LiDAR target of every camera; one metric row per camera."""
+    """Render one ray per LiDAR target (``targets`` of every camera); one metric row per
+    camera."""
     where = f"sample {info['token']}"
-    targets = source(info, cameras)
     parts, depths = [], []
     for cam in cameras:
         has_depth = targets[cam].select(targets[cam].depth > 0)
@@ -322,6 +332,45 @@ def score_lidar_depth(
     rendered = render_sample_rays(model, predictions, index, rays).depth[0]
     for cam, pred, target in zip(cameras, rendered.split(counts), depths):
         scorers.lidar.update(pred[None], target[None], where=f"{where} {cam}")
+
+
+def score_lifting_depth(
+    scorers: _DepthScorers,
+    depth_logits: torch.Tensor,
+    img_aug: torch.Tensor,
+    info: dict,
+    targets: dict[str, PixelTargets],
+    config: ExperimentConfig,
+    eval_config: EvalConfig,
+) -> None:
+    """Score the expected depth of one sample's cells against its LiDAR ``targets``,
+    overall and near depth edges; one metric row per camera.
+
+    Args:
+        depth_logits: [N, D, h, w] of the sample's N cameras.
+        img_aug: [N, 3, 3] original -> input image maps of the cameras.
+    """
+    cameras = list(config.data.cameras)
+    lidar_depth = np.stack(
+        [
+            input_depth_image(targets[cam], aug, config.data.input_size)
+            for cam, aug in zip(cameras, img_aug.double().cpu().numpy())
+        ]
+    )
+    target, near_edge = lifting_targets(
+        torch.from_numpy(lidar_depth).to(depth_logits.device),
+        config.model.depth.bins,
+        config.model.neck.out_stride,
+        tuple(depth_logits.shape[-2:]),
+        eval_config.lifting_edge_threshold,
+        eval_config.lifting_edge_radius,
+    )
+    pred = expected_depth(depth_logits, config.model.depth.bins)
+    edge_target = torch.where(near_edge, target, torch.zeros_like(target))
+    for n, cam in enumerate(cameras):
+        where = f"sample {info['token']} {cam}"
+        scorers.lifting.update(pred[n].reshape(1, -1), target[n].reshape(1, -1), where)
+        scorers.lifting_edge.update(pred[n].reshape(1, -1), edge_target[n].reshape(1, -1), where)
 
 
 def score_oracle_depth(
@@ -380,8 +429,10 @@ def evaluate(
     Returns:
         metrics: ``mIoU_<K>_classes``, ``mIoU_<subset>_classes``, ``geometry_IoU``,
         ``IoU/<class>``, ``RayIoU``, ``RayIoU@<tau>``, ``RayIoU/<class>``,
-        ``depth/{lidar,oracle}/<metric>`` (pooled, with ``median_signed``) and
-        ``depth_per_image/...``,
+        ``depth/{lidar,oracle}/<metric>`` (pooled, with ``median_signed``),
+        ``depth/{lifting,lifting_edge}/<metric>`` (the depth net's expected depth per cell,
+        for models that return ``depth_logits``)
+        and ``depth_per_image/...``,
         ``baseline/<name>/...``, ``num_samples``; tables: per-class and summary tables.
     """
     device = torch.device(device)
@@ -414,8 +465,20 @@ def evaluate(
                     pred = baseline.predict().to(device)
                     baseline_scores[name].update(pred, target, mask, origins, f"{where} ({name})")
             if depth.lidar is not None:
+                lidar_targets = source(info, cameras)
                 score_lidar_depth(
-                    depth, model, predictions, b, info, bev_aug, source, cameras, data.grid
+                    depth, model, predictions, b, info, bev_aug, lidar_targets, cameras, data.grid
+                )
+            if depth.lidar is not None and "depth_logits" in predictions:
+                images = slice(b * len(cameras), (b + 1) * len(cameras))
+                score_lifting_depth(
+                    depth,
+                    predictions["depth_logits"][images],
+                    batch["img_aug"][b],
+                    info,
+                    lidar_targets,
+                    config,
+                    eval_config,
                 )
             if depth.oracle is not None:
                 score_oracle_depth(
@@ -477,6 +540,19 @@ def _merge_and_report(
             name = "images-blind prior" if prefix else "rendered"
             tables[f"{name} depth vs {source}"] = table
             depth_rows[f"{name} vs {source}"] = pooled
+    for source, title in (
+        ("lifting", "lifted depth (expected, per feature cell) vs lidar"),
+        ("lifting_edge", "lifted depth (expected, per feature cell) vs lidar near depth edges"),
+    ):
+        score = getattr(depth, source)
+        if score is None:
+            continue
+        pooled, per_image, table = score.report()
+        if score.metrics.compute().num_images == 0:
+            continue  # a model without a depth net (no depth_logits) lifts nothing
+        tables[title] = table
+        metrics.update({f"depth/{source}/{k}": v for k, v in pooled.items()})
+        metrics.update({f"depth_per_image/{source}/{k}": v for k, v in per_image.items()})
     if depth.prior is not None and depth_rows:
         tables["depth: model vs images-blind prior (percent)"] = format_rows(
             depth_rows, ["abs_rel", "delta1", "median_signed"]

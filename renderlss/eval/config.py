@@ -44,6 +44,13 @@ class EvalConfig:
     # the config's class indices); docs/formats.md. "" = the synthetic oracle, if any.
     ground_truth_dir: str = ""
     image_stride: int = 4
+    # Lifting quality (``depth/lifting/...``, with the LiDAR depth): the depth net's expected
+    # depth per feature cell against the cell's LiDAR depth, overall and on cells near a depth
+    # edge (``depth/lifting_edge/...``): cells whose LiDAR depths within lifting_edge_radius
+    # cells span (max - min) / min > lifting_edge_threshold. Fixed here, not read from the
+    # loss's edge options, so that runs with other loss options stay comparable.
+    lifting_edge_threshold: float = 0.5
+    lifting_edge_radius: int = 1
     # The images-blind depth prior scored with the baselines: per camera, the image height cut
     # into this many row bands, each predicting the median LiDAR target depth of the band
     # over up to depth_prior_samples training keyframes.
@@ -60,6 +67,11 @@ class EvalConfig:
             raise ValueError(f"{where}.image_stride: must be >= 1, got {self.image_stride}")
         if self.depth_prior_bands < 1 or self.depth_prior_samples < 1:
             raise ValueError(f"{where}: depth_prior_bands and depth_prior_samples must be >= 1")
+        if self.lifting_edge_threshold <= 0 or self.lifting_edge_radius < 0:
+            raise ValueError(
+                f"{where}: need lifting_edge_threshold > 0 and lifting_edge_radius >= 0, got "
+                f"{self.lifting_edge_threshold}, {self.lifting_edge_radius}"
+            )
         if self.batch_size < 1:
             raise ValueError(f"{where}.batch_size: must be >= 1, got {self.batch_size}")
         if self.occupancy_threshold < 0:
