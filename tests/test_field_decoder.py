@@ -164,6 +164,36 @@ def test_two_training_steps_with_the_field_decoder(infos, tmp_path):
     for name in ("field_decoder.encoding.params", "field_decoder.mlp.params"):
         assert not torch.equal(start[name], state[name]), f"{name} was trained"
 
+    # The model renders the decoder at the samples, not its voxel volumes (zeros here).
+    model.eval()
+    grid = config.data.grid
+    features = torch.rand(1, config.model.encoder3d.channels, *grid.shape)
+    predictions = dict(
+        density=torch.zeros(1, 1, *grid.shape),
+        logits=torch.zeros(1, config.model.head.num_classes, *grid.shape),
+        features=features,
+    )
+    rays = dict(
+        origins=torch.tensor([[[0.0, 0.0, 1.5], [1.0, 2.0, 1.0]]]),
+        dirs=F.normalize(torch.tensor([[[1.0, 0.2, -0.1], [0.3, 1.0, -0.2]]]), dim=-1),
+        z_per_t=torch.ones(1, 2),
+    )
+    with torch.no_grad():
+        rendered = model.render(predictions, rays)
+        fields = [model.field_decoder.field(features)]
+        expected = render_rays(
+            None,
+            None,
+            Rays(rays["origins"], rays["dirs"], rays["z_per_t"]),
+            grid,
+            config.render,
+            False,
+            field=fields,
+        )
+    assert rendered.opacity.min() > 0
+    assert torch.allclose(rendered.depth, expected.depth)
+    assert torch.allclose(rendered.semantics, expected.semantics)
+
 
 @pytest.mark.skipif(import_tcnn() is not None, reason="tinycudann imports here")
 def test_the_tcnn_backend_names_what_is_missing():
