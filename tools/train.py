@@ -29,6 +29,12 @@ up at depth edges of the target depth (model.loss.depth_edge_weight, depth_edge_
 depth_edge_radius; depth_edge_rendered=True also weighs the rendered-depth rays), and
 model.loss.semantic_loss="focal" (focal_gamma) turns the rendered-semantic and Occ3D
 cross-entropy terms into focal losses with the same class weights.
+
+Hash-grid field decoder (docs/model.md): model.field_decoder.enabled=True decodes density
+and logits at every ray sample (and voxel centre) from the voxel features and an Instant-NGP
+hash encoding (levels, log2_table_size, features_per_level, base_resolution,
+per_level_scale, mlp_width, mlp_hidden_layers); backend "auto" | "torch" | "tcnn"
+(tiny-cuda-nn on CUDA where it imports).
 """
 
 from __future__ import annotations
