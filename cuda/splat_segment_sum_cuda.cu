@@ -11,7 +11,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 
@@ -122,7 +122,7 @@ at::Tensor splat_forward_cuda(const at::Tensor& depth, const at::Tensor& context
   }
   const auto segment_start = at::nonzero(starts).view(-1).contiguous();
   const int64_t segments = segment_start.numel();
-  const auto stream = at::cuda::getCurrentCUDAStream();
+  const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(depth.scalar_type(), "splat_forward_cuda", [&] {
     forward_kernel<scalar_t><<<blocks_for(segments * channels), kThreads, 0, stream>>>(
         depth.data_ptr<scalar_t>(), context.data_ptr<scalar_t>(),
@@ -147,7 +147,7 @@ std::tuple<at::Tensor, at::Tensor> splat_backward_cuda(const at::Tensor& grad_vo
   // The backward pass does not rely on the order, only on the indices staying in range.
   validate_plan(point_index, voxel_index, context_index, depth.numel(), context.size(0),
                 grad_volume.size(0), false);
-  const auto stream = at::cuda::getCurrentCUDAStream();
+  const auto stream = c10::cuda::getCurrentCUDAStream();
   at::Tensor grad_depth = at::empty({0}, depth.options());
   at::Tensor grad_context = at::empty({0}, context.options());
   AT_DISPATCH_FLOATING_TYPES(depth.scalar_type(), "splat_backward_cuda", [&] {

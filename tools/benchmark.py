@@ -8,13 +8,21 @@ machines are noisy. Results print as a table and are written to a JSON file.
 Sections (``--only``):
   synthetic  seconds to generate one synthetic keyframe (demo resolution and 1600x900)
   data       Dataset samples/s with 0 and 2 loader workers on a generated synthetic dataroot
-  splat      splat variants vs the LSS cumsum-trick splat (forward + backward)
+             (per scale: the paper scale draws 38,400 rays from the keyframe and +-3 neighbours)
+  splat      splat variants vs the LSS cumsum-trick splat (forward + backward), including the
+             compiled segment sum of cuda/ (model.splat_kernel="auto")
   render     the renderer (box clipping + early termination) vs dense sampling of every step,
              and the packed, empty-space-skipping sampler (render.sampler="packed") with its
              depth difference to the default sampler (--render-volume: a trained volume)
   model      one forward + backward of the whole network
   memory     resident memory over a long CPU training run (host-memory leaks)
 Scales (``--scales``): demo (configs/synthetic_demo.py) and paper (configs/renderocc_r50_occ3d.py).
+
+``--profile``: instead of the sections, one training step per scale (data loading of one
+sample from a generated synthetic dataroot, forward, losses, backward) under torch.profiler,
+as a table of where the time goes (the model's named ranges; backward time goes to the
+stage whose forward op made the autograd node; the renderer's parts by the function that
+issued each op).
 """
 
 from __future__ import annotations
@@ -150,9 +158,10 @@ def random_field(config, device: torch.device, classes: int) -> tuple[torch.Tens
 
 def case_splat(scale: str, variant: str, device: str, repeats: int) -> dict:
     from renderlss.models.depth_bins import bin_centers
+    from renderlss.ops.compiled import splat_extension
     from renderlss.ops.frustum import frustum_points
     from renderlss.ops.reference import splat_cumsum_reference
-    from renderlss.ops.splat import splat, splat_depth_context
+    from renderlss.ops.splat import plan_splat, splat, splat_depth_context, splat_planned
 
     dev = torch.device(device)
     config = load_scale(scale)
@@ -178,8 +187,18 @@ def case_splat(scale: str, variant: str, device: str, repeats: int) -> dict:
     run = {
         "splat": lambda: splat(features(), points, grid),
         "splat_depth_context": lambda: splat_depth_context(depth, context, points, grid),
+        "splat_depth_context_compiled": lambda: splat_depth_context(
+            depth, context, points, grid, kernel="auto"
+        ),
+        # The plan (sorting by voxel) made once outside the timed step: the segment sum alone.
+        "splat_planned": lambda: splat_planned(depth, context, plan),
+        "splat_planned_compiled": lambda: splat_planned(depth, context, plan, kernel="auto"),
         "cumsum_reference": lambda: splat_cumsum_reference(features(), points, grid),
     }[variant]
+
+    plan = plan_splat(points, grid)
+    if variant.endswith("_compiled") and splat_extension("auto", dev) is None:
+        raise RuntimeError("no compiled splat kernel here (see the log line above)")
 
     def step():
         run().sum().backward()
@@ -313,21 +332,40 @@ def case_synthetic(width: int, height: int) -> dict:
     return time_keyframe(SyntheticConfig(width=width, height=height))
 
 
-def case_data(dataroot: str, infos: str, workers: int, samples: int) -> dict:
+def data_overrides(dataroot: str, infos: str, workers: int) -> list[str]:
+    """Overrides that point a scale's config at a generated synthetic dataroot."""
+    return [
+        f"data.dataroot={dataroot!r}",
+        "data.load_occ=True",
+        f"data.train_infos={infos!r}",
+        "data.batch_size=1",
+        f"data.workers={workers}",
+        "data.targets.sources=['lidar']",
+        "model.loss.class_counts=''",
+        "model.loss.occ3d_class_counts=''",
+    ]
+
+
+def jpeg_decode_seconds(cameras: int, size: tuple[int, int], repeats: int = 5) -> float:
+    """Seconds to decode and resize one sample's ``cameras`` 1600x900 JPEGs (nuScenes' size;
+    the synthetic images are smaller, so this is what a real dataroot adds per sample)."""
+    import cv2
+
+    gen = np.random.default_rng(0)
+    smooth = cv2.GaussianBlur(gen.integers(0, 256, (900, 1600, 3), dtype=np.uint8), (9, 9), 3)
+    encoded = cv2.imencode(".jpg", smooth, [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
+    start = time.perf_counter()
+    for _ in range(repeats * cameras):
+        cv2.resize(cv2.imdecode(encoded, cv2.IMREAD_COLOR), (size[1], size[0]))
+    return (time.perf_counter() - start) / repeats
+
+
+def case_data(scale: str, dataroot: str, infos: str, workers: int, samples: int) -> dict:
     from renderlss.data.training_set import make_training_loader
     from renderlss.engine.experiment import load_experiment
     from renderlss.train.distributed import DistInfo
 
-    config = load_experiment(
-        SCALE_CONFIGS["demo"],
-        [
-            f"data.dataroot={dataroot!r}",
-            "data.load_occ=True",
-            f"data.train_infos={infos!r}",
-            "data.batch_size=1",
-            f"data.workers={workers}",
-        ],
-    )
+    config = load_experiment(SCALE_CONFIGS[scale], data_overrides(dataroot, infos, workers))
     one_process = DistInfo(0, 1, 0, torch.device("cpu"), False)
     loader = make_training_loader(config.data, 0, one_process).loader
     seen, start = 0, None
@@ -339,7 +377,18 @@ def case_data(dataroot: str, infos: str, workers: int, samples: int) -> dict:
             if seen >= samples:
                 break
     seconds = time.perf_counter() - start
-    return dict(workers=workers, samples=samples - 1, samples_per_s=(samples - 1) / seconds)
+    targets = config.data.targets
+    return dict(
+        workers=workers,
+        samples=samples - 1,
+        samples_per_s=(samples - 1) / seconds,
+        rays=targets.num_rays,
+        adjacent_keyframes=targets.adjacent_keyframes,
+        input=list(config.data.input_size),
+        jpeg_1600x900_s_per_sample=round(
+            jpeg_decode_seconds(len(config.data.cameras), config.data.input_size), 4
+        ),
+    )
 
 
 def case_memory(steps: int, workers: int) -> dict:
@@ -394,7 +443,137 @@ def case_memory(steps: int, workers: int) -> dict:
     )
 
 
+# The model's named ranges (renderlss/models/occupancy_net.py) and the benchmark's own.
+PROFILE_RANGES = (
+    "data_loading",
+    "backbone",
+    "neck",
+    "depth_net",
+    "splat",
+    "encoder3d",
+    "heads",
+    "render",
+    "losses",
+)
+# Renderer parts by the renderlss.ops.render function that issued an op (innermost wins).
+RENDER_PARTS = {
+    "ray_box_intersection": "render: ray sampling",
+    "_occupancy_bounds": "render: ray sampling",
+    "_sample_segment": "render: ray sampling",
+    "sample_volume": "render: interpolation",
+    "volume_weights": "render: weights",
+    "_packed_weights_cuda": "render: weights",
+    "_composite_logits": "render: compositing",
+    "_render_chunk": "render: compositing",
+}
+BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
+
+
+def _render_part(event) -> str:
+    for frame in event.stack or ():
+        function = frame.rsplit(": ", 1)[-1]
+        if function in RENDER_PARTS and "render" in frame:
+            return RENDER_PARTS[function]
+    return "render: other"
+
+
+def stage_times(events) -> dict[str, float]:
+    """Milliseconds per stage of one profiled step.
+
+    Forward: the CPU wall time of each named range (the renderer's split over the functions
+    that issued its top-level ops). Backward: each autograd node's time goes to the stage of
+    the forward op with the same sequence number.
+    """
+    times: dict[str, float] = {}
+    stage_of_sequence: dict[int, str] = {}
+
+    def claim(event, stage: str) -> None:
+        if event.sequence_nr >= 0:
+            stage_of_sequence.setdefault(event.sequence_nr, stage)
+        for child in event.cpu_children:
+            claim(child, stage)
+
+    for event in events:
+        if event.name not in PROFILE_RANGES or event.name == "render":
+            continue
+        times[event.name] = times.get(event.name, 0.0) + event.cpu_time_total / 1e3
+        claim(event, event.name)
+    for event in events:
+        if event.name != "render":
+            continue
+        inside = sum(child.cpu_time_total for child in event.cpu_children)
+        for child in event.cpu_children:
+            part = _render_part(child)
+            times[part] = times.get(part, 0.0) + child.cpu_time_total / 1e3
+            claim(child, part)
+        times["render: other"] = (
+            times.get("render: other", 0.0) + (event.cpu_time_total - inside) / 1e3
+        )
+    for event in events:
+        if event.name.startswith(BACKWARD_PREFIX) and event.cpu_parent is None:
+            stage = stage_of_sequence.get(event.sequence_nr, "other")
+            key = f"{stage} (backward)"
+            times[key] = times.get(key, 0.0) + event.cpu_time_total / 1e3
+    return times
+
+
+def case_profile(scale: str, dataroot: str, infos: str, device: str, splat_kernel: str) -> dict:
+    """One training step (batch 1) of a scale under torch.profiler, after one unprofiled
+    step (allocator, oneDNN and cuDNN settle)."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from renderlss.data.collate import to_device
+    from renderlss.data.training_set import make_training_loader
+    from renderlss.engine.build import build_model
+    from renderlss.engine.experiment import load_experiment
+    from renderlss.models.objective import loss_terms
+    from renderlss.train.distributed import DistInfo
+
+    dev = torch.device(device)
+    config = load_experiment(
+        SCALE_CONFIGS[scale],
+        [*data_overrides(dataroot, infos, 0), f"model.splat_kernel={splat_kernel!r}"],
+    )
+    model = build_model(config).to(dev).train()
+    loader = iter(make_training_loader(config.data, 0, DistInfo(0, 1, 0, dev, False)).loader)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def step() -> None:
+        with record_function("data_loading"):
+            batch = to_device(next(loader), dev)
+        model.zero_grad(set_to_none=True)
+        predictions, rendered = model(batch)
+        with record_function("losses"):
+            terms = loss_terms(
+                predictions,
+                rendered,
+                batch,
+                config.model,
+                {},
+                config.data.classes.ignore_index,
+                config.data.grid,
+            )
+        sum(terms.values()).backward()
+        sync()
+
+    step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=activities, with_stack=True) as prof:
+        start = time.perf_counter()
+        step()
+        seconds = time.perf_counter() - start
+    stages = {k: round(v, 1) for k, v in sorted(stage_times(prof.events()).items())}
+    return dict(
+        step_s=round(seconds, 3),
+        stages_ms=stages,
+        unattributed_ms=round(seconds * 1e3 - sum(stages.values()), 1),
+        splat_kernel=splat_kernel,
+        peak_mb=round(peak_memory_mb(dev), 1),
+    )
+
+
 CASES = dict(
+    profile=case_profile,
     splat=case_splat,
     render=case_render,
     model=case_model,
@@ -411,7 +590,15 @@ def section_splat(args) -> list[dict]:
     rows = []
     for scale in args.scales:
         base = None
-        for variant in ("cumsum_reference", "splat", "splat_depth_context"):
+        previous_torch = None
+        for variant in (
+            "cumsum_reference",
+            "splat",
+            "splat_depth_context",
+            "splat_depth_context_compiled",
+            "splat_planned",
+            "splat_planned_compiled",
+        ):
             r = run_isolated(
                 "splat", scale=scale, variant=variant, device=args.device, repeats=args.repeats
             )
@@ -419,6 +606,10 @@ def section_splat(args) -> list[dict]:
             base = base or r
             if "seconds" in r and "seconds" in base:
                 r["speedup_vs_cumsum"] = round(base["seconds"] / r["seconds"], 2)
+            if not variant.endswith("_compiled"):
+                previous_torch = r
+            elif "seconds" in r and previous_torch and "seconds" in previous_torch:
+                r["speedup_vs_torch"] = round(previous_torch["seconds"] / r["seconds"], 2)
             rows.append(r)
     return rows
 
@@ -469,33 +660,42 @@ def section_synthetic(args) -> list[dict]:
     return rows
 
 
-def section_data(args) -> list[dict]:
+def synthetic_dataroot(folder: Path, scale: str, keyframes: int) -> tuple[str, str]:
+    """Generate a synthetic dataroot with labels on the scale's grid (which its Dataset
+    expects) and ``keyframes`` keyframes in each of 2 scenes; returns (dataroot, infos)."""
     from renderlss.data.info_builder import create_infos
     from renderlss.synthetic.config import SyntheticConfig
     from renderlss.synthetic.generate import generate_dataset
 
+    root = folder / f"synthetic_{scale}"
+    synthetic = SyntheticConfig(
+        num_scenes=2, keyframes_per_scene=keyframes, grid=load_scale(scale).data.grid
+    )
+    generate_dataset(root, synthetic, progress=False)
+    create_infos(
+        str(root), "v1.0-synthetic", str(root / "infos"), val_fraction=0.0, show_progress=False
+    )
+    return str(root), str(root / "infos" / "renderlss_infos_train.pkl")
+
+
+def section_data(args) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "synthetic"
-        # Labels on the demo grid, which the demo config's Dataset expects.
-        # Enough keyframes for one epoch to cover the timed samples: a new epoch restarts the
-        # loader's workers, which would be timed too.
-        synthetic = SyntheticConfig(
-            num_scenes=2,
-            keyframes_per_scene=(args.data_samples + 1) // 2 + 1,
-            grid=load_scale("demo").data.grid,
-        )
-        generate_dataset(root, synthetic, progress=False)
-        create_infos(
-            str(root), "v1.0-synthetic", str(root / "infos"), val_fraction=0.0, show_progress=False
-        )
-        infos = str(root / "infos" / "renderlss_infos_train.pkl")
-        for workers in (0, 2):
-            r = run_isolated(
-                "data", dataroot=str(root), infos=infos, workers=workers, samples=args.data_samples
-            )
-            r.update(section="data", scale="demo", case=f"workers={workers}")
-            rows.append(r)
+        for scale in args.scales:
+            # Enough keyframes for one epoch to cover the timed samples: a new epoch restarts
+            # the loader's workers, which would be timed too.
+            root, infos = synthetic_dataroot(Path(tmp), scale, (args.data_samples + 1) // 2 + 1)
+            for workers in (0, 2):
+                r = run_isolated(
+                    "data",
+                    scale=scale,
+                    dataroot=root,
+                    infos=infos,
+                    workers=workers,
+                    samples=args.data_samples,
+                )
+                r.update(section="data", scale=scale, case=f"workers={workers}")
+                rows.append(r)
     return rows
 
 
@@ -503,6 +703,45 @@ def section_memory(args) -> list[dict]:
     r = run_isolated("memory", steps=args.memory_steps, workers=0)
     r.update(section="memory", scale="demo-small", case="train_rss")
     return [r]
+
+
+def run_profile(args) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for scale in args.scales:
+            # +-3 adjacent keyframes at the paper scale: 8 keyframes per scene hold them all.
+            root, infos = synthetic_dataroot(Path(tmp), scale, 8)
+            r = run_isolated(
+                "profile",
+                scale=scale,
+                dataroot=root,
+                infos=infos,
+                device=args.device,
+                splat_kernel=args.splat_kernel,
+            )
+            r.update(section="profile", scale=scale, case="train_step")
+            rows.append(r)
+    return rows
+
+
+def profile_table(row: dict) -> str:
+    """Markdown rows ``| stage | ms | share |`` of one profiled step, largest first."""
+    if "stages_ms" not in row:
+        return f"{row['scale']}: {row.get('error', 'no result')}"
+    total = row["step_s"] * 1e3
+    stages = {
+        **row["stages_ms"],
+        "other (lift geometry, glue)": row["unattributed_ms"],
+    }
+    lines = [
+        f"{row['scale']}: one training step {row['step_s']:.2f} s, "
+        f"splat_kernel={row['splat_kernel']}",
+        "| stage | time | share |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, ms in sorted(stages.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {name} | {ms:,.1f} ms | {100 * ms / total:.1f} % |")
+    return "\n".join(lines)
 
 
 SECTIONS = dict(
@@ -560,6 +799,17 @@ def main(argv: list[str] | None = None) -> int:
         help="torch file of the render cases' volume and rays (density, logits, origins, dirs, "
         "z_per_t; default: a random volume and rays)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile one training step per scale (where the time goes) instead of the sections",
+    )
+    parser.add_argument(
+        "--splat-kernel",
+        choices=("torch", "auto"),
+        default="torch",
+        help="model.splat_kernel of the profiled step (auto: the compiled kernel of cuda/)",
+    )
     args = parser.parse_args(argv)
 
     from renderlss.io import atomic_save_json
@@ -574,10 +824,15 @@ def main(argv: list[str] | None = None) -> int:
         python=sys.version.split()[0],
         rows=[],
     )
-    for name in args.only:
-        for row in SECTIONS[name](args):
-            print(format_row(row), flush=True)
+    if args.profile:
+        for row in run_profile(args):
+            print(profile_table(row), flush=True)
             report["rows"].append(row)
+    else:
+        for name in args.only:
+            for row in SECTIONS[name](args):
+                print(format_row(row), flush=True)
+                report["rows"].append(row)
     atomic_save_json(args.out, report)
     print(f"wrote {args.out}")
     return 0
