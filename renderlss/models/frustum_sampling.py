@@ -97,7 +97,8 @@ def importance_weights(probabilities: Tensor, bins: Tensor) -> Tensor:
     """
     masses = probabilities.float()
     drawn = torch.gather(masses, -1, bins)
-    return drawn / (bins.shape[-1] * drawn.detach().clamp(min=_MIN_MASS))
+    # p / p first: exactly 1 in floating point, so the value is exactly 1 / S.
+    return drawn / drawn.detach().clamp(min=_MIN_MASS) / bins.shape[-1]
 
 
 def pdf_samples(
