@@ -9,6 +9,7 @@ a deep copy) and checkpoints are the same whichever backend computed them.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from types import ModuleType
 
@@ -21,6 +22,7 @@ from renderlss.models.hash_grid import HashGridLayout
 _MODULES: dict[tuple, nn.Module] = {}
 
 
+@functools.cache  # a failed import is not retried at every decoded chunk
 def import_tcnn() -> ModuleType | None:
     """The ``tinycudann`` module, or None where it does not import (no CUDA build)."""
     try:
