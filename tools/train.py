@@ -35,6 +35,11 @@ and logits at every ray sample (and voxel centre) from the voxel features and an
 hash encoding (levels, log2_table_size, features_per_level, base_resolution,
 per_level_scale, mlp_width, mlp_hidden_layers); backend "auto" | "torch" | "tcnn"
 (tiny-cuda-nn on CUDA where it imports).
+
+Lift options (docs/model.md): model.depth.sampling="pdf" draws model.depth.pdf_samples
+depths per feature cell from its depth distribution instead of lifting at every bin centre;
+model.depth.pixel_offsets=True lets each cell lift from a learned image offset of at most
+model.depth.pixel_offset_range feature cells.
 """
 
 from __future__ import annotations
