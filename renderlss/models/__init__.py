@@ -6,7 +6,8 @@ Assembly order and shapes (B samples, N cameras, input images H x W):
     FusionNeck         last two stage maps       -> [B*N, C_neck, H/s, W/s]
     DepthNet           [B*N, C_neck, h, w]       -> depth logits [B*N, D, h, w],
                                                     context [B*N, C_ctx, h, w]
-    (lift + splat in renderlss.ops)              -> volume [B, C_ctx, X, Y, Z]
+    (lift + splat in renderlss.ops; PDF depths: frustum_sampling, moved cells:
+     pixel_offsets)                            -> volume [B, C_ctx, X, Y, Z]
     Encoder3D          [B, C_ctx, X, Y, Z]       -> [B, C, X, Y, Z]
     OccupancyHead      [B, C, X, Y, Z]           -> density [B, 1, X, Y, Z],
                                                     logits [B, K, X, Y, Z]

@@ -18,7 +18,7 @@ mass 1 as with bins. Its gradient gives the depth distribution the splat's gradi
 ``g`` over bin ``k``'s samples since ``n_k ~ S p_k``, which is what the regular lift gives
 (``g`` at the bin centre). Equal weights without the ratio would leave the depth net no
 gradient from the rendering losses (the positions reach the volume through a floor).
-The depths themselves are drawn without gradient; a bin that draws no sample gets none.
+The depths themselves are drawn without gradient; a bin that draws no sample gets no gradient.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ Shapes: B samples, N cameras, D depth bins, (h, w) feature map, C channels, (X, 
 R rays per sample, S samples per ray, K classes.
 
     frustum_points   depths [D] + cameras [B, N, ...]        -> points [B, N, D, h, w, 3]
+                     (or per-cell depths [B, N, D, h, w], optional pixel offsets)
     splat            features [B, N, D, h, w, C] + points    -> volume [B, C, X, Y, Z]
     splat_depth_context  depth [B, N, D, h, w] + context [B, N, C, h, w] + points -> volume
     pixel_rays / image_rays  image coordinates + cameras     -> Rays (origins, directions, z_per_t)
