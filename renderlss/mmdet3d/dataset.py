@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from mmdet3d.registry import DATASETS
+from mmdet3d.registry import DATASETS, TRANSFORMS
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
@@ -57,7 +57,8 @@ class RenderLSSOccDataset(BaseDataset):
         self.info_prefix = data_prefix
         super().__init__(
             ann_file=ann_file,
-            pipeline=pipeline or [],
+            # Built here from mmdet3d's registry, whatever the default scope is.
+            pipeline=[TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline or []],
             test_mode=test_mode,
             serialize_data=False,
             **kwargs,
