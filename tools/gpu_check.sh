@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check of the compiled kernels and the paper-scale costs, in under 8 minutes on one GPU:
-#   1. build the splat kernels of cuda/ (CPU + CUDA) into OUT_DIR/ext_cache, timed;
+#   1. build the splat kernels of cuda/ (CPU + CUDA) into $RENDERLSS_EXT_CACHE (default
+#      OUT_DIR/ext_cache), timed;
 #   2. the kernel tests, CUDA parity included (tests/test_compiled_splat.py);
 #   3. tools/benchmark.py at the paper scale on cuda: splat variants, renderer, one training
 #      step (time, peak memory);
@@ -9,8 +10,8 @@
 #      ~35 us on H200), written to OUT_DIR/gpu_check.json.
 #
 # Usage: tools/gpu_check.sh OUT_DIR [--dry-run]
-#   --dry-run: the CPU-side parts only (build of the CPU kernels, the CPU tests, the summary
-#   of a tiny CPU benchmark), for checking the script where there is no GPU.
+#   --dry-run: the CPU-side parts only (build of the CPU kernels, the CPU tests, the splat
+#   section at the demo scale on CPU, the summary), for checking the script without a GPU.
 # Without CUDA (and without --dry-run) it stops at once with exit status 2.
 set -euo pipefail
 
@@ -24,11 +25,12 @@ cd "$(dirname "$0")/.."
 mkdir -p "$out_dir"
 out_dir=$(cd "$out_dir" && pwd)
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export RENDERLSS_EXT_CACHE="$out_dir/ext_cache"
+export RENDERLSS_EXT_CACHE="${RENDERLSS_EXT_CACHE:-$out_dir/ext_cache}"
 
 if [[ "$dry_run" == "--dry-run" ]]; then
     device=cpu
     scales=demo
+    sections=splat
     repeats=1
 else
     if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
@@ -37,6 +39,7 @@ else
     fi
     device=cuda
     scales=paper
+    sections="splat render model"
     repeats=5
 fi
 
@@ -59,7 +62,7 @@ OMP_NUM_THREADS=4 timeout 240 python -m pytest tests/test_compiled_splat.py -q -
     --junitxml="$out_dir/tests.xml"
 
 echo "== benchmark ($scales on $device)"
-timeout 300 python tools/benchmark.py --only splat render model --scales $scales \
+timeout 300 python tools/benchmark.py --only $sections --scales $scales \
     --device $device --repeats $repeats --out "$out_dir/benchmark.json"
 
 python - "$out_dir" <<'EOF'
