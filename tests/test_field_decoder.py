@@ -15,6 +15,7 @@ from helpers import loop_overrides
 from renderlss.data.info_builder import create_infos
 from renderlss.engine.build import build_model
 from renderlss.engine.experiment import load_experiment
+from renderlss.engine.full_image import render_sample_rays
 from renderlss.engine.trainer import train
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.models.config import FieldDecoderConfig
@@ -193,6 +194,11 @@ def test_two_training_steps_with_the_field_decoder(infos, tmp_path):
     assert rendered.opacity.min() > 0
     assert torch.allclose(rendered.depth, expected.depth)
     assert torch.allclose(rendered.semantics, expected.semantics)
+    # Full-image rendering hands the features of its batch element on.
+    one_ray = {name: value[0] for name, value in rays.items()}
+    with torch.no_grad():
+        image_rays = render_sample_rays(model, predictions, 0, one_ray)
+    assert torch.allclose(image_rays.depth, expected.depth)
 
 
 @pytest.mark.skipif(import_tcnn() is not None, reason="tinycudann imports here")
