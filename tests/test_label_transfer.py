@@ -3,9 +3,11 @@ objects on a hand-built two-sweep case, and the builders' gain in votes on the t
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
-from helpers import REPO
+from helpers import REPO, load_tool
 
 from renderlss.data.classes import learning_map_table, load_classes
 from renderlss.data.info_builder import create_infos
@@ -25,7 +27,10 @@ from renderlss.records.files import output_path
 from renderlss.records.infos import load_infos
 from renderlss.targets.dense_depth_files import DenseDepthTargetSource
 from renderlss.targets.lidar import DEFAULT_EGO_BOX, DEFAULT_MIN_DEPTH
+from renderlss.targets.semantic_label_files import load_semantic_labels
 from renderlss.targets.sources import LidarTargetSource
+
+make_sam_labels = load_tool("make_sam_labels")
 
 
 def brute_force_vote(queries, query_groups, voters, voter_groups, voter_classes, k, radius, n):
@@ -136,11 +141,11 @@ def tiny(synthetic_root, tmp_path_factory):
     point_classes = PointClasses(
         learning_map_table(classes), len(classes.occ_class_names), classes.ignore_index
     )
-    return infos, point_classes
+    return infos, point_classes, out / "renderlss_infos_train.pkl"
 
 
 def test_builders_with_transfer_get_more_votes(synthetic_root, tiny, tmp_path):
-    infos, point_classes = tiny
+    infos, point_classes, _ = tiny
     info, cameras = infos[1], ["CAM_FRONT", "CAM_BACK"]
     config = dense_depth_config(window_sweeps=4, visibility_radius=3)
     keyframe = LidarTargetSource(
@@ -175,3 +180,19 @@ def test_builders_with_transfer_get_more_votes(synthetic_root, tiny, tmp_path):
         assert classed.sum() > 1.5 * (keyframe[cam].semantics != point_classes.ignore_index).sum()
     with pytest.raises(ValueError, match="class taxonomy"):
         build_dense_depth([info], synthetic_root, tmp_path / "x", with_classes, cameras)
+
+
+def test_label_tool_with_transferred_votes_labels_more_pixels(tiny, tmp_path):
+    infos, point_classes, infos_path = tiny
+    labelled = {}
+    for votes in ("keyframe", "transferred"):
+        out = tmp_path / votes
+        argv = ["--infos", str(infos_path), "--out", str(out), "--masks", "slic"]
+        argv += ["--votes", votes, "--window-sweeps", "4", "--cameras", "CAM_FRONT"]
+        assert make_sam_labels.main([*argv, "--shard", "1/6", "--no-progress"]) == 0
+        path = output_path(out, "CAM_FRONT", infos[1]["cams"]["CAM_FRONT"]["data_path"])
+        labels = load_semantic_labels(path).labels
+        labelled[votes] = (labels != point_classes.ignore_index).sum()
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["config"]["votes"]["source"].startswith(votes)
+    assert labelled["transferred"] > labelled["keyframe"]

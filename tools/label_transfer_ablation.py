@@ -70,6 +70,7 @@ from renderlss.targets.sources import LidarTargetSource  # noqa: E402
 CLASSES = Path(__file__).resolve().parents[1] / "configs/_base_/occ3d_nuscenes.py"
 NUSCENES_POINTS_PER_SWEEP = 34_752
 NUSCENES_KEYFRAMES = 34_149
+PARTS = ("transfer", "labels", "throughput")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,6 +82,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 3, 5, 9], help="K values")
     parser.add_argument(
         "--radii", type=float, nargs="+", default=[0.25, 0.5, 1.0], help="radii (metres)"
+    )
+    parser.add_argument(
+        "--purities",
+        type=float,
+        nargs="+",
+        default=[LabelSettings().min_purity],
+        help="--min-purity values of the 2D labels (part 2)",
+    )
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="which parts to run (default all)",
     )
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     return parser.parse_args(argv)
@@ -227,8 +242,8 @@ def transfer_tables(results: dict, class_names: list[str], per_class_row: str) -
     return "\n".join(lines).replace("nan%", "–")
 
 
-def label_part(infos, picks, dataroot, cameras, point_classes, voter_sources):
-    """2D label confusions against the oracle for each vote source (part 2)."""
+def label_part(infos, picks, dataroot, cameras, point_classes, voter_sources, purities):
+    """2D label confusions against the oracle for each vote source and purity (part 2)."""
     num, ignore = point_classes.num_classes, point_classes.ignore_index
     settings = LabelSettings()
     masks = SuperpixelMaskSource()
@@ -241,18 +256,20 @@ def label_part(infos, picks, dataroot, cameras, point_classes, voter_sources):
             segments[cam] = masks(cam, Path(dataroot) / cam_info["data_path"], size)
         for name, source in voter_sources.items():
             voters = source(info, cameras)
-            confusion = confusions.setdefault(name, np.zeros((num + 1, num + 1), dtype=np.int64))
             for cam in cameras:
                 cam_info, where = info["cams"][cam], f"sample {info['token']} {cam}"
                 size = image_size(cam_info, where)
                 _, truth = load_oracle(
                     oracle_path(dataroot, cam, cam_info["data_path"]), where, size
                 )
-                labels, _ = vote_labels(
-                    segments[cam], voters[cam], num, ignore, settings.min_votes,
-                    settings.min_purity, where,
-                )  # fmt: skip
-                accumulate_confusion(confusion, labels, truth, ignore)
+                for purity in purities:
+                    labels, _ = vote_labels(
+                        segments[cam], voters[cam], num, ignore, settings.min_votes, purity, where
+                    )
+                    confusion = confusions.setdefault(
+                        f"{name}, purity {purity:g}", np.zeros((num + 1, num + 1), dtype=np.int64)
+                    )
+                    accumulate_confusion(confusion, labels, truth, ignore)
     return confusions
 
 
@@ -288,45 +305,47 @@ def main(argv: list[str] | None = None) -> int:
         learning_map_table(classes), len(classes.occ_class_names), classes.ignore_index
     )
     picks = np.linspace(0, len(infos) - 1, args.keyframes).round().astype(int)
-    truth = SweepTruth(dataroot, point_classes)
     default = LabelTransferConfig()
-    transfer = transfer_part(
-        infos, picks, dataroot, point_classes, truth, args.ks, args.radii, classes.occ_class_names
-    )
-    per_class_row = f"K {default.k}, r {default.radius:g}"
-    print(transfer_tables(transfer, classes.occ_class_names, per_class_row))
-    voter_sources = {
-        "keyframe votes": LidarTargetSource(
-            dataroot, point_classes.learning_table, classes.ignore_index, DEFAULT_EGO_BOX,
-            DEFAULT_MIN_DEPTH,
-        ),
-        # The keyframe sweep alone through the same projection and hidden-point removal:
-        # separates what the extra sweeps do from what that pipeline does.
-        "keyframe sweep, hidden removed": TransferredVoterSource(
-            infos, dataroot, point_classes, DenseDepthConfig(window_sweeps=0)
-        ),
-        "transferred sweep votes": TransferredVoterSource(
-            infos, dataroot, point_classes, DenseDepthConfig()
-        ),
-    }  # fmt: skip
-    confusions = label_part(infos, picks, dataroot, cameras, point_classes, voter_sources)
-    print(quality_table(confusions, classes.occ_class_names))
-    timing = throughput(infos[picks[len(picks) // 2]], infos, dataroot, point_classes, args.ks,
-                        default.radius)  # fmt: skip
-    print(f"transfer timed on {timing['points_per_sweep']:.0f} unlabelled points per sweep")
-    for k, seconds in timing["seconds"].items():
-        hours = seconds * NUSCENES_KEYFRAMES / 3600
-        print(f"K {k}: {seconds:.2f} s per keyframe (10 x 34,752 points), {hours:.1f} h for 34,149")
-    if args.json:
-        atomic_save_json(
-            args.json,
-            dict(
-                keyframes=[infos[i]["token"] for i in picks],
-                transfer=transfer,
-                labels={name: c.tolist() for name, c in confusions.items()},
-                throughput=timing,
+    results: dict = dict(keyframes=[infos[i]["token"] for i in picks])
+    if "transfer" in args.parts:
+        truth = SweepTruth(dataroot, point_classes)
+        results["transfer"] = transfer_part(
+            infos, picks, dataroot, point_classes, truth, args.ks, args.radii,
+            classes.occ_class_names,
+        )  # fmt: skip
+        per_class_row = f"K {default.k}, r {default.radius:g}"
+        print(transfer_tables(results["transfer"], classes.occ_class_names, per_class_row))
+    if "labels" in args.parts:
+        voter_sources = {
+            "keyframe votes": LidarTargetSource(
+                dataroot, point_classes.learning_table, classes.ignore_index, DEFAULT_EGO_BOX,
+                DEFAULT_MIN_DEPTH,
             ),
+            # The keyframe sweep alone through the same projection and hidden-point
+            # removal: separates what the extra sweeps do from what that pipeline does.
+            "keyframe sweep, hidden removed": TransferredVoterSource(
+                infos, dataroot, point_classes, DenseDepthConfig(window_sweeps=0)
+            ),
+            "transferred sweep votes": TransferredVoterSource(
+                infos, dataroot, point_classes, DenseDepthConfig()
+            ),
+        }  # fmt: skip
+        confusions = label_part(
+            infos, picks, dataroot, cameras, point_classes, voter_sources, args.purities
         )
+        results["labels"] = {name: c.tolist() for name, c in confusions.items()}
+        print(quality_table(confusions, classes.occ_class_names))
+    if "throughput" in args.parts:
+        timing = throughput(
+            infos[picks[len(picks) // 2]], infos, dataroot, point_classes, args.ks, default.radius
+        )
+        results["throughput"] = timing
+        print(f"transfer timed on {timing['points_per_sweep']:.0f} unlabelled points per sweep")
+        for k, seconds in timing["seconds"].items():
+            hours = seconds * NUSCENES_KEYFRAMES / 3600
+            print(f"K {k}: {seconds:.2f} s per keyframe (10 x 34,752 points), {hours:.1f} h")
+    if args.json:
+        atomic_save_json(args.json, results)
     return 0
 
 
