@@ -196,11 +196,16 @@ def test_model_from_config_trains_as_renderlss_does(infos):
     model.train()
     before = [p.detach().clone() for p in model.parameters()]
     log = model.train_step(data, OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3)))
-    assert np.isfinite(float(log["loss"]))
+    assert np.isfinite(float(log["loss"].detach()))
     changed = sum(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
     assert changed > len(before) // 2
     predicted = model.test_step(pseudo_collate([plugin_dataset(infos, True)[0]]))[0]
     assert predicted.pred_occupancy.shape == (16, 16, 4)
+    # The predicted sample carries what the metric reads.
+    component = dict(experiment=EXPERIMENT, overrides=OVERRIDES)
+    evaluator = Evaluator(METRICS.build(dict(type="RenderLSSOccMetric", **component)))
+    evaluator.process([predicted])
+    assert 0 <= evaluator.evaluate(1)["renderlss/geometry_IoU"] <= 1
 
 
 def test_metric_through_evaluator_matches_renderlss_metrics():
