@@ -76,7 +76,8 @@ import mmdet3d.models  # noqa: F401,E402  (the full model zoo registers next to 
 
 from renderlss.mmdet3d.single_iteration import single_iteration_config  # noqa: E402
 
-cfg = single_iteration_config(Config.fromfile("configs/mmdet3d/renderlss_occ3d.py"), data, work_dir)
+cfg = Config.fromfile("configs/mmdet3d/renderlss_occ3d.py")
+cfg = single_iteration_config(cfg, f"{data}/infos/renderlss_infos_train.pkl", work_dir)
 runner = Runner.from_cfg(cfg)
 runner.train()
 loss = runner.message_hub.get_scalar("train/loss").current()
