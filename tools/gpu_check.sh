@@ -82,7 +82,7 @@ for (section, scale, case), r in sorted(rows.items()):
         continue
     entry = dict(section=section, scale=scale, case=case, ms=round(r["seconds"] * 1e3, 3),
                  peak_extra_mb=r.get("peak_extra_mb"))
-    if section == "splat":
+    if section == "splat" and scale == "paper":
         entry["x_floor_h100"] = round(r["seconds"] * 1e6 / floor_us["H100"], 1)
         entry["x_floor_h200"] = round(r["seconds"] * 1e6 / floor_us["H200"], 1)
     summary["rows"].append(entry)
