@@ -8,6 +8,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "renderlss"
 FLOORS = {
+    "mmdet3d": 7,
     "engine": 6,
     "eval": 5,
     "synthetic": 5,
