@@ -17,13 +17,21 @@ from renderlss.data.info_builder import create_infos
 from renderlss.geometry import pose_matrix, yaw_to_quaternion
 from renderlss.labels.artifacts import parse_shard, shard_indices
 from renderlss.labels.box_motion import BoxTrack, box_at, interpolate_angle, to_box_frame
-from renderlss.labels.dense_depth import build_dense_depth, dense_depth_config
+from renderlss.labels.dense_depth import (
+    accumulate_keyframe,
+    build_dense_depth,
+    dense_depth_config,
+    group_by_scene,
+    manifest,
+    scene_context,
+)
 from renderlss.labels.depth_accumulation import LidarFrame, accumulate_frames
 from renderlss.labels.depth_completion import complete_depth
 from renderlss.labels.depth_quality import evaluate_against_oracle
-from renderlss.labels.visibility import hidden_points, nearest_in_quadrants
+from renderlss.labels.visibility import LidarVisibilityConfig, hidden_points, nearest_in_quadrants
 from renderlss.records.files import output_path
 from renderlss.records.infos import load_infos
+from renderlss.synthetic.lidar_range_image import dataroot_range_image_config
 from renderlss.targets.dense_depth_files import (
     DenseDepthTargetSource,
     dense_depth_targets,
@@ -271,6 +279,27 @@ def test_builder_resumes_shards_and_reports_missing_sweeps(
     assert "1 keyframes failed" in report.format()
 
 
+def test_the_lidar_side_test_reaches_the_builder_and_its_manifest(synthetic_root, synthetic_infos):
+    test = LidarVisibilityConfig(enabled=True, sensor=dataroot_range_image_config(synthetic_root))
+    on = dense_depth_config(window_sweeps=3, lidar_visibility=test)
+    off = dense_depth_config(window_sweeps=3)
+    info = synthetic_infos[1]
+    scene = info.get("scene_token") or info.get("scene_name", "")
+    context = scene_context(group_by_scene(synthetic_infos)[scene])
+    tested = accumulate_keyframe(info, context, synthetic_root, on)
+    plain = accumulate_keyframe(info, context, synthetic_root, off)
+    assert plain.lidar_hidden_points == 0 and tested.lidar_hidden_points > 0
+    points = len(tested.static_points) + len(tested.object_points)
+    assert (
+        points == len(plain.static_points) + len(plain.object_points) - tested.lidar_hidden_points
+    )
+    # Recorded only when on, so folders built without it still resume.
+    assert manifest(on, ["CAM_FRONT"])["config"]["lidar_visibility"]["enabled"] is True
+    assert "lidar_visibility" not in manifest(off, ["CAM_FRONT"])["config"]
+    with pytest.raises(ValueError, match="lidar_visibility and transfer_labels"):
+        dense_depth_config(lidar_visibility=test, transfer_labels=True)
+
+
 def test_cli_help():
     result = subprocess.run(
         [sys.executable, str(REPO / "tools/make_dense_depth.py"), "--help"],
@@ -282,6 +311,7 @@ def test_cli_help():
         "--window-sweeps",
         "--no-dynamic",
         "--no-visibility",
+        "--lidar-visibility",
         "--complete",
         "--shard",
         "--evaluate-oracle",

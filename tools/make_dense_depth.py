@@ -45,7 +45,9 @@ from renderlss.labels.label_transfer import (  # noqa: E402
     add_transfer_arguments,
     transfer_config_from_args,
 )
+from renderlss.labels.visibility import LidarVisibilityConfig  # noqa: E402
 from renderlss.records.infos import load_infos  # noqa: E402
+from renderlss.synthetic.lidar_range_image import dataroot_range_image_config  # noqa: E402
 
 DEFAULTS = DenseDepthConfig()
 CLASSES_FILE = Path(__file__).resolve().parents[1] / "configs/_base_/occ3d_nuscenes.py"
@@ -81,6 +83,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="half window (output pixels) of the hidden-point test (default: "
         f"{VISIBILITY_RADIUS_AT_REFERENCE} px at {REFERENCE_WIDTH} px output width, scaled "
         "with each image's output width and rounded: 12 at 800 px, 24 at 1600 px)",
+    )
+    parser.add_argument(
+        "--lidar-visibility",
+        action="store_true",
+        help="also drop points of other sweeps that the keyframe sweep's range image sees "
+        "behind a nearer return (LiDAR-side test; sensor geometry from the dataroot's "
+        "synthetic_meta, else the nuScenes HDL-32E)",
     )
     parser.add_argument("--complete", action="store_true", help="fill small holes (confidence < 1)")
     parser.add_argument(
@@ -134,28 +143,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def lidar_visibility_from_args(args: argparse.Namespace, dataroot: str) -> LidarVisibilityConfig:
+    """The LiDAR-side test's settings: on with --lidar-visibility, for the dataroot's LiDAR."""
+    if not args.lidar_visibility:
+        return LidarVisibilityConfig()
+    return LidarVisibilityConfig(enabled=True, sensor=dataroot_range_image_config(dataroot))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        shard = parse_shard(args.shard)
+        metadata, infos = load_infos(args.infos)
+        dataroot = args.dataroot or metadata.get("dataroot")
+        if not dataroot:
+            raise ValueError(f"{args.infos} records no dataroot; pass --dataroot")
         config = dense_depth_config(
             window_sweeps=args.window_sweeps,
             dynamic=not args.no_dynamic,
             visibility=not args.no_visibility,
             visibility_radius=args.visibility_radius,
+            lidar_visibility=lidar_visibility_from_args(args, dataroot),
             complete=args.complete,
             completion_kernels=args.completion_kernels,
             downscale=args.downscale,
             transfer_labels=args.transfer_labels,
             label_transfer=transfer_config_from_args(args),
         )
-        shard = parse_shard(args.shard)
-        metadata, infos = load_infos(args.infos)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    dataroot = args.dataroot or metadata.get("dataroot")
-    if not dataroot:
-        print(f"error: {args.infos} records no dataroot; pass --dataroot", file=sys.stderr)
         return 2
     cameras = list(metadata.get("cameras") or (infos[0]["cams"] if infos else []))
     if args.evaluate_oracle:

@@ -51,7 +51,11 @@ from renderlss.labels.label_transfer import (
     accumulate_labelled_frames,
     transfer_labels,
 )
-from renderlss.labels.visibility import points_depth_image, remove_hidden_points
+from renderlss.labels.visibility import (
+    LidarVisibilityConfig,
+    points_depth_image,
+    remove_hidden_points,
+)
 from renderlss.records.files import output_path
 from renderlss.targets.dense_depth_files import save_dense_depth
 from renderlss.targets.lidar import DEFAULT_EGO_BOX, DEFAULT_MIN_DEPTH
@@ -88,6 +92,9 @@ class DenseDepthConfig:
     visibility_radius: int | None = None
     visibility_margin: float = 0.1  # relative depth gap that counts as nearer
     visibility_min_sectors: int = 4  # quadrants that must hold a nearer point
+    # The LiDAR-side test on top: points of other sweeps hidden in the keyframe sweep's
+    # range image are dropped before projection (off by default; docs/dense_depth.md).
+    lidar_visibility: LidarVisibilityConfig = field(default_factory=LidarVisibilityConfig)
     # Hole filling (see renderlss.labels.depth_completion).
     complete: bool = False
     # Kernel diameters in output pixels; None: COMPLETION_KERNELS_AT_REFERENCE scaled with
@@ -121,6 +128,12 @@ class DenseDepthConfig:
         if self.downscale < 1:
             raise ValueError(f"{where}.downscale: must be a positive integer")
         self.label_transfer.validate(f"{where}.label_transfer")
+        self.lidar_visibility.validate(f"{where}.lidar_visibility")
+        if self.lidar_visibility.enabled and self.transfer_labels:
+            # The labelled accumulation merges sweep by sweep and has no reference sweep.
+            raise ValueError(
+                f"{where}: lidar_visibility and transfer_labels cannot be combined yet"
+            )
 
 
 def dense_depth_config(**values) -> DenseDepthConfig:
@@ -212,6 +225,8 @@ def accumulate_keyframe(
         context.tracks if config.dynamic else None,
         config.box_margin,
         config.max_box_extrapolation_s,
+        lidar_visibility=config.lidar_visibility,
+        reference_timestamp=int(info["timestamp"]),
     )
 
 
@@ -393,8 +408,11 @@ def manifest(
     config: DenseDepthConfig, cameras: list[str], point_classes: PointClasses | None = None
 ) -> dict:
     """The parameters that decide the output files. Without ``transfer_labels`` the
-    transfer's fields are left out, so folders built before they existed still resume."""
+    transfer's fields are left out, and without the LiDAR-side test its fields, so folders
+    built before they existed still resume."""
     recorded = to_dict(config)
+    if not config.lidar_visibility.enabled:
+        del recorded["lidar_visibility"]
     if config.transfer_labels and point_classes is not None:
         recorded["learning_table"] = point_classes.learning_table.tolist()
     else:

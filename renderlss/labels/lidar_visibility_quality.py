@@ -20,11 +20,11 @@ from tqdm import tqdm
 
 from renderlss.labels.dense_depth import (
     DenseDepthConfig,
+    accumulate_keyframe,
     camera_dense_depth,
     group_by_scene,
     scene_context,
 )
-from renderlss.labels.depth_accumulation import accumulate_frames, window_frames
 from renderlss.labels.depth_quality import OUTLIER_RELATIVE_ERROR, DepthErrorSums
 from renderlss.labels.visibility import LidarVisibilityConfig
 from renderlss.records.files import output_path
@@ -86,7 +86,11 @@ def evaluate_lidar_visibility(
     sums: dict[str, HiddenPixelSums] = {}
     removed_points: dict[str, int] = {}
     seconds: dict[str, float] = {}
-    for name, lidar_visibility in variants.items():
+    variant_configs = {
+        name: dataclasses.replace(base, lidar_visibility=test or LidarVisibilityConfig())
+        for name, test in variants.items()
+    }
+    for name in variants:
         removed_points[name], seconds[name] = 0, 0.0
         context_scene, context = None, None
         for info in tqdm(infos, desc=name, unit="keyframe", disable=not show_progress):
@@ -94,17 +98,7 @@ def evaluate_lidar_visibility(
             if scene != context_scene:
                 context_scene, context = scene, scene_context(scenes[scene])
             start = time.perf_counter()
-            frames = window_frames(context.timeline, int(info["timestamp"]), base.window_sweeps)
-            cloud = accumulate_frames(
-                frames,
-                dataroot,
-                base.ego_box,
-                context.tracks if base.dynamic else None,
-                base.box_margin,
-                base.max_box_extrapolation_s,
-                lidar_visibility,
-                int(info["timestamp"]),
-            )
+            cloud = accumulate_keyframe(info, context, dataroot, variant_configs[name])
             seconds[name] += time.perf_counter() - start
             removed_points[name] += cloud.lidar_hidden_points
             for cam in cameras:
