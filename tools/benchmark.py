@@ -467,6 +467,8 @@ RENDER_PARTS = {
     "_occupancy_bounds": "render: ray sampling",
     "_sample_segment": "render: ray sampling",
     "sample_volume": "render: interpolation",
+    "grid_coordinates": "render: interpolation",
+    "sample_grid_coordinates": "render: interpolation",
     "volume_weights": "render: weights",
     "_packed_weights_cuda": "render: weights",
     "_composite_logits": "render: compositing",
@@ -475,51 +477,63 @@ RENDER_PARTS = {
 BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
 
 
-def _render_part(event) -> str:
-    for frame in event.stack or ():
-        function = frame.rsplit(": ", 1)[-1]
-        if function in RENDER_PARTS and "render" in frame:
-            return RENDER_PARTS[function]
-    return "render: other"
+def _python_function(event) -> str:
+    """The function name of a with_stack Python-frame event ("path(line): name"), or ''."""
+    return event.name.rsplit(": ", 1)[-1] if "::" not in event.name else ""
 
 
 def stage_times(events) -> dict[str, float]:
-    """Milliseconds per stage of one profiled step.
+    """Milliseconds per stage of one profiled step (events of a with_stack profile).
 
-    Forward: the CPU wall time of each named range (the renderer's split over the functions
-    that issued its top-level ops). Backward: each autograd node's time goes to the stage of
-    the forward op with the same sequence number.
+    Forward: the CPU wall time of each named range; inside ``render``, each top-level op
+    goes to the innermost renderer function of RENDER_PARTS that issued it. Backward: each
+    top-level autograd node's time goes to the stage of the forward op with the same
+    sequence number.
     """
     times: dict[str, float] = {}
     stage_of_sequence: dict[int, str] = {}
 
+    def add(stage: str, microseconds: float) -> None:
+        times[stage] = times.get(stage, 0.0) + microseconds / 1e3
+
     def claim(event, stage: str) -> None:
         if event.sequence_nr >= 0:
-            stage_of_sequence.setdefault(event.sequence_nr, stage)
+            # The op that made the autograd node is the last one with its number.
+            stage_of_sequence[event.sequence_nr] = stage
         for child in event.cpu_children:
             claim(child, stage)
 
+    def split_render(event, part: str) -> float:
+        """Attribute the top-level ops under ``event``; returns the microseconds attributed."""
+        part = RENDER_PARTS.get(_python_function(event), part)
+        if "::" in event.name:
+            claim(event, part)
+            if part != "render: other":
+                add(part, event.cpu_time_total)
+                return event.cpu_time_total
+            return 0.0
+        return sum(split_render(child, part) for child in event.cpu_children)
+
     for event in events:
-        if event.name not in PROFILE_RANGES or event.name == "render":
-            continue
-        times[event.name] = times.get(event.name, 0.0) + event.cpu_time_total / 1e3
-        claim(event, event.name)
+        if event.name == "render":
+            attributed = sum(split_render(child, "render: other") for child in event.cpu_children)
+            add("render: other", event.cpu_time_total - attributed)
+        elif event.name in PROFILE_RANGES:
+            add(event.name, event.cpu_time_total)
+            claim(event, event.name)
+
+    def nested_in_backward(event) -> bool:
+        parent = event.cpu_parent
+        while parent is not None:
+            if parent.name.startswith(BACKWARD_PREFIX):
+                return True
+            parent = parent.cpu_parent
+        return False
+
     for event in events:
-        if event.name != "render":
-            continue
-        inside = sum(child.cpu_time_total for child in event.cpu_children)
-        for child in event.cpu_children:
-            part = _render_part(child)
-            times[part] = times.get(part, 0.0) + child.cpu_time_total / 1e3
-            claim(child, part)
-        times["render: other"] = (
-            times.get("render: other", 0.0) + (event.cpu_time_total - inside) / 1e3
-        )
-    for event in events:
-        if event.name.startswith(BACKWARD_PREFIX) and event.cpu_parent is None:
+        if event.name.startswith(BACKWARD_PREFIX) and not nested_in_backward(event):
             stage = stage_of_sequence.get(event.sequence_nr, "other")
-            key = f"{stage} (backward)"
-            times[key] = times.get(key, 0.0) + event.cpu_time_total / 1e3
+            add(f"{stage} (backward)", event.cpu_time_total)
     return times
 
 
