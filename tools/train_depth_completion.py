@@ -14,15 +14,15 @@ See docs/dense_depth.md (section "Learned completion").
 
 Examples:
     python tools/make_dense_depth.py --infos data/synthetic/infos/renderlss_infos_train.pkl \\
-        --out /tmp/h5/dense/train --complete
+        --out work_dirs/cmp/dense/train --complete
     python tools/train_depth_completion.py train \\
-        --infos data/synthetic/infos/renderlss_infos_train.pkl --dense /tmp/h5/dense/train \\
-        --checkpoint /tmp/h5/completion.pth
+        --infos data/synthetic/infos/renderlss_infos_train.pkl --dense work_dirs/cmp/dense/train \\
+        --checkpoint work_dirs/cmp/completion.pth
     python tools/train_depth_completion.py apply \\
-        --infos data/synthetic/infos/renderlss_infos_val.pkl --dense /tmp/h5/dense/val \\
-        --checkpoint /tmp/h5/completion.pth --out /tmp/h5/dense/val_learned
+        --infos data/synthetic/infos/renderlss_infos_val.pkl --dense work_dirs/cmp/dense/val \\
+        --checkpoint work_dirs/cmp/completion.pth --out work_dirs/cmp/dense/val_learned
     python tools/train_depth_completion.py evaluate \\
-        --infos data/synthetic/infos/renderlss_infos_val.pkl --dense /tmp/h5/dense/val_learned
+        --infos data/synthetic/infos/renderlss_infos_val.pkl --dense work_dirs/cmp/dense/val_learned
 """
 
 from __future__ import annotations
