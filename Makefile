@@ -7,13 +7,14 @@ DATA ?= data/synthetic
 
 .PHONY: install demo test lint bench clean-data
 
-# Constraints pin torch and numpy to what is installed, so the mmdet3d extra cannot replace them.
+# Constraints pin torch to what is installed, so no extra (mmdet3d) can replace it. numpy is left
+# to the package's own bound (<2): a preinstalled numpy 2 is replaced, not pinned.
 CONSTRAINTS ?= build/pip-constraints.txt
 
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
 	@mkdir -p $(dir $(CONSTRAINTS)) && $(PYTHON) -c "import importlib.metadata as m, importlib.util as u; \
-	print('\n'.join(f'{p}=={m.version(p)}' for p in ('torch', 'numpy') if u.find_spec(p)))" > $(CONSTRAINTS)
+	print('\n'.join(f'{p}=={m.version(p)}' for p in ('torch',) if u.find_spec(p)))" > $(CONSTRAINTS)
 	$(PYTHON) -m pip install -q -e ".[dev,mmdet3d]" -c $(CONSTRAINTS)
 
 demo: install
