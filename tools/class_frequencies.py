@@ -70,8 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.source == "occ":
         overrides += ["data.targets.sources=[]", "data.load_occ=True"]
-    else:
-        overrides += ["data.load_occ=False"]
     try:
         config = load_experiment(args.config, overrides)
         dataset = OccDataset(config.data.train_infos, config.data, train=False)
