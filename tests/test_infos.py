@@ -31,6 +31,10 @@ from renderlss.records.infos import InfoUnpickler, load_infos, save_infos
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import create_data  # noqa: E402
 
+# The fixture's camera matrix as infos store it: principal point + 0.5 px, from the devkit's
+# pixel centres at integers to renderlss's at +0.5 (docs/formats.md).
+INTRINSIC_PIXEL_CORNERS = [[16.0, 0.0, 16.5], [0.0, 16.0, 12.5], [0.0, 0.0, 1.0]]
+
 VERSION = "v1.0-fixture"
 
 
@@ -76,7 +80,7 @@ def test_splits_and_order(built):
     assert train[1]["prev"] == token("sample", 0, 0) and train[1]["next"] == token("sample", 0, 2)
     assert train[0]["prev"] == "" and train[2]["next"] == ""
     assert train_meta["split"] == "train" and val_meta["split"] == "val"
-    assert train_meta["format"] == "renderlss-infos" and train_meta["format_version"] == 1
+    assert train_meta["format"] == "renderlss-infos" and train_meta["format_version"] == 2
     assert train_meta["version"] == VERSION and train_meta["has_lidarseg"] is True
     assert train_meta["has_occ"] is True and val_meta["has_occ"] is False
     assert len(train_meta["cameras"]) == 6
@@ -94,7 +98,7 @@ def test_camera_pose_is_the_cameras_own(built):
         [100.0, 200.6, 0.0]
     )
     assert front["ego2global_rotation"] == pytest.approx([np.sqrt(0.5), 0, 0, np.sqrt(0.5)])
-    assert front["cam_intrinsic"] == INTRINSIC
+    assert front["cam_intrinsic"] == INTRINSIC_PIXEL_CORNERS
     assert (front["width"], front["height"]) == (32, 24)
     assert front["data_path"] == "samples/CAM_FRONT/CAM_FRONT-0-0.jpg"
     # Camera looking forward: its z axis is ego x, its x axis is ego -y.
@@ -369,7 +373,10 @@ def test_bevdet_pickle_is_normalised(tmp_path):
     cam = info["cams"]["CAM_FRONT"]
     assert cam["data_path"] == "samples/CAM_FRONT/f.jpg"
     assert cam["ego2global_translation"] == [100.0, 200.2, 0.0]
-    assert cam["cam_intrinsic"] == INTRINSIC and (cam["width"], cam["height"]) == (0, 0)
+    assert cam["cam_intrinsic"] == INTRINSIC_PIXEL_CORNERS and (cam["width"], cam["height"]) == (
+        0,
+        0,
+    )
     assert info["sweeps"][0]["data_path"] == "/abs/nuscenes/sweeps/LIDAR_TOP/s.pcd.bin"
     assert info["sweeps"][0]["ego2global_translation"] == [100.0, 199.5, 0.0]
     assert info["scene_name"] == "scene-0001" and info["prev"] == "" and info["lidarseg_path"] == ""

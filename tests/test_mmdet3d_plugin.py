@@ -27,7 +27,11 @@ from renderlss.data.collate import collate  # noqa: E402
 from renderlss.data.info_builder import create_infos  # noqa: E402
 from renderlss.eval.metrics import OccupancyIoU  # noqa: E402
 from renderlss.eval.ray_iou import RayIoU  # noqa: E402
-from renderlss.geometry import pose_matrix, transform_points  # noqa: E402
+from renderlss.geometry import (  # noqa: E402
+    centre_convention_intrinsic,
+    pose_matrix,
+    transform_points,
+)
 from renderlss.mmdet3d.dataset import (
     RenderLSSOccDataset,  # noqa: E402
     read_records,  # noqa: E402
@@ -256,7 +260,8 @@ def mmdet3d_entry(record: dict) -> dict:
     for name, cam in record["cams"].items():
         images[name] = dict(
             img_path=cam["data_path"].rsplit("/", 1)[1],
-            cam2img=cam["cam_intrinsic"],
+            # mmdet3d stores the dataset's matrix (pixel centres at integers).
+            cam2img=centre_convention_intrinsic(cam["cam_intrinsic"]).tolist(),
             cam2ego=pose_matrix(cam["sensor2ego_rotation"], cam["sensor2ego_translation"]).tolist(),
             timestamp=cam["timestamp"] / 1e6,
         )

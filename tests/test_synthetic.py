@@ -121,7 +121,9 @@ def test_devkit_loads_tables_and_files(nusc, synthetic_root, synthetic_config_ti
     assert set(sample["data"]) == {"LIDAR_TOP", *CAMERAS}
     path, boxes, intrinsic = nusc.get_sample_data(sample["data"]["CAM_FRONT"])
     assert Image.open(path).size == (cfg.width, cfg.height)
-    assert intrinsic.shape == (3, 3) and intrinsic[0, 2] == pytest.approx(cfg.width / 2)
+    # The principal point at the image centre, which the devkit's convention (pixel centres
+    # at integers) puts at (W - 1) / 2.
+    assert intrinsic.shape == (3, 3) and intrinsic[0, 2] == pytest.approx((cfg.width - 1) / 2)
     cloud = LidarPointCloud.from_file(nusc.get_sample_data_path(sample["data"]["LIDAR_TOP"]))
     points, labels = load_lidar(nusc, synthetic_root, sample["data"]["LIDAR_TOP"])
     assert cloud.points.shape == (4, len(points)) and len(labels) == len(points)
@@ -195,12 +197,14 @@ def test_sensor_timing(nusc, synthetic_config_tiny):
 
 
 def oracle_depth_at(depth: np.ndarray, semantics: np.ndarray, uv: np.ndarray):
-    """Oracle depth at continuous image points ``uv`` [N, 2] by bilinear interpolation of
-    inverse depth between the four surrounding pixel centres (exact on a plane, as inverse
-    depth is affine in image coordinates there). Returns depth [N] and a [N] bool mask of
-    points whose four neighbours exist, see a surface and agree on its class."""
+    """Oracle depth at continuous image points ``uv`` [N, 2] (the devkit's convention: pixel
+    ``(i, j)`` centred at ``(j, i)``, as the stored camera matrices project) by bilinear
+    interpolation of inverse depth between the four surrounding pixel centres (exact on a
+    plane, as inverse depth is affine in image coordinates there). Returns depth [N] and a
+    [N] bool mask of points whose four neighbours exist, see a surface and agree on its
+    class."""
     height, width = depth.shape
-    x, y = uv[:, 0] - 0.5, uv[:, 1] - 0.5
+    x, y = uv[:, 0], uv[:, 1]
     j, i = np.floor(x).astype(int), np.floor(y).astype(int)
     inside = (j >= 0) & (j < width - 1) & (i >= 0) & (i < height - 1)
     j, i = np.where(inside, j, 0), np.where(inside, i, 0)
@@ -254,7 +258,7 @@ def _camera_points_in_key_ego(nusc, sample, cam_token, oracle, step_inside):
         "calibrated_sensor", nusc.get("sample_data", cam_token)["calibrated_sensor_token"]
     )
     rows, cols = np.nonzero(oracle["depth"] > 0)
-    uv = np.stack([cols + 0.5, rows + 0.5], axis=1)
+    uv = np.stack([cols, rows], axis=1).astype(np.float64)  # centres, as the devkit puts them
     rays = unproject_pixels(uv, np.ones(len(uv)), np.array(cs["camera_intrinsic"]))
     depth = oracle["depth"][rows, cols].astype(np.float64)
     length = np.linalg.norm(rays, axis=1)
@@ -305,7 +309,7 @@ def test_mask_camera_matches_dense_ray_walk(nusc, synthetic_root, synthetic_conf
         sd = nusc.get("sample_data", cam_token)
         cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
         key_from_cam = compose(key_from_global, invert_pose(sensor_from_global(nusc, cam_token)))
-        uv = np.stack([rng.integers(0, cfg.width, 60), rng.integers(0, cfg.height, 60)], 1) + 0.5
+        uv = np.stack([rng.integers(0, cfg.width, 60), rng.integers(0, cfg.height, 60)], 1)
         rays = unproject_pixels(uv, np.ones(len(uv)), np.array(cs["camera_intrinsic"]))
         rays /= np.linalg.norm(rays, axis=1, keepdims=True)
         steps = np.arange(0.0, 120.0, 0.002)
@@ -671,7 +675,7 @@ def test_visibility_masks_hold_only_walked_voxels(tmp_path):
         )
         key_from_cam = compose(key_from_global, invert_pose(sensor_from_global(small, cam_token)))
         cols, rows = np.meshgrid(np.arange(cfg.width), np.arange(cfg.height))
-        uv = np.stack([cols.ravel(), rows.ravel()], 1) + 0.5
+        uv = np.stack([cols.ravel(), rows.ravel()], 1).astype(np.float64)
         rays = unproject_pixels(uv, np.ones(len(uv)), np.array(cs["camera_intrinsic"]))
         rays *= 120.0 / np.linalg.norm(rays, axis=1, keepdims=True)
         ends = transform_points(key_from_cam, rays)

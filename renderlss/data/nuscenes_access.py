@@ -12,7 +12,7 @@ import tempfile
 import numpy as np
 from nuscenes.nuscenes import NuScenes
 
-from renderlss.geometry import pose_matrix, validated_intrinsic
+from renderlss.geometry import corner_convention_intrinsic, pose_matrix, validated_intrinsic
 
 LIDAR_CHANNEL = "LIDAR_TOP"
 LIDARSEG_TABLE = "lidarseg"
@@ -140,7 +140,8 @@ def record_pose(nusc: NuScenes, table: str, token: str) -> np.ndarray:
 
 
 def camera_intrinsic(nusc: NuScenes, calibrated_sensor_token: str, user: str) -> list[list[float]]:
-    """Validated [3, 3] camera matrix of a calibrated_sensor record, as nested lists.
+    """Validated [3, 3] camera matrix of a calibrated_sensor record, as nested lists, in
+    renderlss's pixel convention (the stored matrix's principal point + 0.5 px, docs/formats.md).
 
     Args:
         user: the record that needs it (e.g. ``sample <token>, camera <channel>``), named in
@@ -150,7 +151,8 @@ def camera_intrinsic(nusc: NuScenes, calibrated_sensor_token: str, user: str) ->
     """
     value = nusc.get("calibrated_sensor", calibrated_sensor_token)["camera_intrinsic"]
     where = f"{table_file(nusc, 'calibrated_sensor')}: token {calibrated_sensor_token} ({user})"
-    return validated_intrinsic(value, f"{where}, field 'camera_intrinsic'").tolist()
+    matrix = validated_intrinsic(value, f"{where}, field 'camera_intrinsic'")
+    return corner_convention_intrinsic(matrix).tolist()
 
 
 def scene_sample_tokens(nusc: NuScenes, scene: dict) -> list[str]:

@@ -8,7 +8,11 @@ from renderlss.geometry.camera import (
     project_to_image,
     unproject_pixels,
 )
-from renderlss.geometry.intrinsics import validated_intrinsic
+from renderlss.geometry.intrinsics import (
+    centre_convention_intrinsic,
+    corner_convention_intrinsic,
+    validated_intrinsic,
+)
 from renderlss.geometry.transforms import (
     compose,
     invert_pose,
@@ -21,7 +25,9 @@ from renderlss.geometry.transforms import (
 )
 
 __all__ = [
+    "centre_convention_intrinsic",
     "compose",
+    "corner_convention_intrinsic",
     "invert_pose",
     "matrix_to_quaternion",
     "nearest_depth_image",

@@ -48,3 +48,25 @@ def validated_intrinsic(value: object, what: str) -> np.ndarray:
     if problem:
         raise ValueError(f"{what} {problem}: {matrix.tolist()}")
     return matrix
+
+
+# nuScenes, the devkit, OpenCV and mmdet3d centre pixel (r, c) at (u, v) = (c, r); renderlss
+# puts it at (c + 0.5, r + 0.5), so that a point falls in pixel floor(u) and resizing by s
+# scales coordinates by exactly s. The two camera matrices differ by this principal-point
+# shift (docs/formats.md).
+PIXEL_CENTRE_SHIFT = 0.5
+
+
+def corner_convention_intrinsic(matrix: np.ndarray) -> np.ndarray:
+    """[3, 3] camera matrix of a dataset (pixel centres at integer coordinates, as the devkit
+    projects) in renderlss's convention (pixel centres at ``+0.5``): ``cx, cy`` + 0.5."""
+    shifted = np.array(matrix, dtype=np.float64)
+    shifted[:2, 2] += PIXEL_CENTRE_SHIFT
+    return shifted
+
+
+def centre_convention_intrinsic(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`corner_convention_intrinsic`: the matrix a nuScenes-format file stores."""
+    shifted = np.array(matrix, dtype=np.float64)
+    shifted[:2, 2] -= PIXEL_CENTRE_SHIFT
+    return shifted

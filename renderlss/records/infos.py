@@ -14,11 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from renderlss.geometry import compose, invert_pose, pose_matrix, validated_intrinsic
+from renderlss.geometry import (
+    compose,
+    corner_convention_intrinsic,
+    invert_pose,
+    pose_matrix,
+    validated_intrinsic,
+)
 from renderlss.io import atomic_save_pickle
 
 INFO_FORMAT = "renderlss-infos"
-INFO_FORMAT_VERSION = 1
+# 2: camera matrices in renderlss's pixel convention (1 stored the dataset's).
+INFO_FORMAT_VERSION = 2
 BOX_FIELDS = ("x", "y", "z", "l", "w", "h", "yaw")
 # Folders of a nuScenes dataroot; a relative BEVDet path is cut to start at one of them.
 DATAROOT_FOLDERS = ("samples", "sweeps", "lidarseg", "gts")
@@ -99,7 +106,8 @@ def _bevdet_sensor(record: dict, where: str) -> dict:
 
 
 def normalise_bevdet_info(info: dict, where: str) -> dict:
-    """One BEVDet info dict in our layout. Boxes are not carried over: their frame and yaw
+    """One BEVDet info dict in our layout, its camera matrices (the devkit's pixel
+    convention) shifted to ours (docs/formats.md). Boxes are not carried over: their frame and yaw
     convention differ between the mmdet3d versions that wrote them (rebuild from the
     dataroot when boxes are needed)."""
     token = info.get("token", "")
@@ -108,7 +116,9 @@ def normalise_bevdet_info(info: dict, where: str) -> dict:
         cams = {
             name: dict(
                 _bevdet_sensor(cam, f"{where}, camera {name}"),
-                cam_intrinsic=info_intrinsic(cam, f"{where}, camera {name}").tolist(),
+                cam_intrinsic=corner_convention_intrinsic(
+                    info_intrinsic(cam, f"{where}, camera {name}")
+                ).tolist(),
                 width=int(cam.get("width", 0)),
                 height=int(cam.get("height", 0)),
             )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from renderlss.geometry import matrix_to_quaternion
+from renderlss.geometry import centre_convention_intrinsic, matrix_to_quaternion
 from renderlss.synthetic import rig
 from renderlss.synthetic.config import SyntheticConfig
 from renderlss.synthetic.layout import build_scene
@@ -347,7 +347,10 @@ def _calibration(token: str, sensor: str, pose: np.ndarray, intrinsic: np.ndarra
         "sensor_token": sensor,
         "translation": pose[:3, 3].tolist(),
         "rotation": matrix_to_quaternion(pose[:3, :3]).tolist(),
-        "camera_intrinsic": [] if intrinsic is None else intrinsic.tolist(),
+        # Stored as nuScenes does (pixel centres at integers); the world renders in ours.
+        "camera_intrinsic": []
+        if intrinsic is None
+        else centre_convention_intrinsic(intrinsic).tolist(),
     }
 
 
