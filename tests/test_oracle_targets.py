@@ -36,7 +36,7 @@ def read_oracle(root: Path, cam: str, cam_info: dict) -> tuple[np.ndarray, np.nd
 def test_every_strided_non_sky_pixel_is_a_target(synthetic_root, infos, stride):
     info = infos[1][0]
     cameras = list(info["cams"])
-    targets = OracleTargetSource(synthetic_root, stride)(info, cameras)
+    targets = OracleTargetSource(synthetic_root / "oracle", stride)(info, cameras)
     for cam in cameras:
         depth, semantics = read_oracle(synthetic_root, cam, info["cams"][cam])
         expected = [
@@ -104,3 +104,25 @@ def test_dataset_rays_end_on_the_oracle_surface(synthetic_root, infos):
         )
         matched |= hit
     assert matched.all()
+
+
+def test_the_oracle_source_reads_a_folder_of_the_users_own_maps(synthetic_root, infos, tmp_path):
+    """data.targets.oracle_dir replaces <dataroot>/oracle: maps of depth 7 m everywhere give
+    rays whose every target depth is 7 m."""
+    path, records = infos
+    for cam, cam_info in records[0]["cams"].items():
+        depth, semantics = read_oracle(synthetic_root, cam, cam_info)
+        (tmp_path / cam).mkdir()
+        constant = np.where(semantics != SKY, 7.0, 0.0).astype(np.float32)
+        np.savez(tmp_path / cam / f"{Path(cam_info['data_path']).stem}.npz", depth=constant,
+                 semantics=semantics)  # fmt: skip
+    config = DataConfig(
+        dataroot=str(synthetic_root),
+        cameras=list(records[0]["cams"]),
+        input_size=(90, 160),
+        load_occ=False,
+        classes=CLASSES,
+        targets=TargetConfig(sources=["oracle"], num_rays=200, oracle_dir=str(tmp_path)),
+    )
+    rays = OccDataset(path, config, train=False)[0]["targets"]
+    np.testing.assert_array_equal(rays["depth"].numpy(), np.full(200, 7.0, np.float32))

@@ -4,8 +4,9 @@
 Per sample, four PNG files in --out-dir (headless, CPU is enough):
 
 - ``<i>_<token>_depth.png``: per camera image | LiDAR depth | rendered depth | relative error;
-- ``<i>_<token>_semantics.png``: per camera image | target classes (the oracle's when the
-  dataroot has one, else the projected LiDAR's) | rendered classes (argmax of the logits;
+- ``<i>_<token>_semantics.png``: per camera image | target classes (those of
+  eval.ground_truth_dir or the synthetic oracle when there are some, else the projected
+  LiDAR's) | rendered classes (argmax of the logits;
   free where the ray met nothing);
 - ``<i>_<token>_bev.png`` and ``..._perspective.png``: predicted occupancy next to the Occ3D
   ground truth, top-down and oblique, through the evaluation mask;

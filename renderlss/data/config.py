@@ -83,6 +83,9 @@ class TargetConfig:
     sam_labels_dir: str = ""  # output folder of tools/make_sam_labels.py
     sam_labels_stride: int = 4  # take every n-th pixel of the label images as candidates
     oracle_stride: int = 2  # take every n-th pixel (rows and columns) of the oracle images
+    # Folder of the "oracle" source's <CAM>/<image stem>.npz maps (depth and semantics, the
+    # layout of docs/formats.md), e.g. your own ground truth; default <dataroot>/oracle.
+    oracle_dir: str = ""
     # Loss weight per source, multiplied into each target's confidence (default 1).
     source_weights: dict[str, float] = field(default_factory=dict)
     num_rays: int = 38400  # rays per sample after weighted sampling

@@ -27,6 +27,7 @@ from renderlss.data.ray_sampling import (
 from renderlss.geometry import nearest_depth_image, unproject_pixels
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.records.infos import camera_to_key_ego, info_intrinsic
+from renderlss.records.oracle import ORACLE_DIR
 from renderlss.targets.dense_depth_files import DenseDepthTargetSource
 from renderlss.targets.oracle import OracleTargetSource
 from renderlss.targets.pixel_targets import PixelTargets
@@ -64,7 +65,9 @@ def make_target_sources(
         "sam_labels": lambda: SemanticLabelSource(
             config.sam_labels_dir, classes.ignore_index, config.sam_labels_stride
         ),
-        "oracle": lambda: OracleTargetSource(dataroot, config.oracle_stride),
+        "oracle": lambda: OracleTargetSource(
+            config.oracle_dir or Path(dataroot) / ORACLE_DIR, config.oracle_stride
+        ),
     }
     sources = []
     for name in config.sources:

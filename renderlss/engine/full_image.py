@@ -22,9 +22,9 @@ from renderlss.data.render_targets import inside_grid, rays_from_uv
 from renderlss.geometry import nearest_per_pixel
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.ops.render import RenderOutput
-from renderlss.records.files import read_rgb_image
+from renderlss.records.files import output_path, read_rgb_image
 from renderlss.records.infos import camera_to_key_ego
-from renderlss.records.oracle import ORACLE_SKY, has_oracle, load_oracle, oracle_path
+from renderlss.records.oracle import ORACLE_SKY, load_ground_truth
 from renderlss.targets.pixel_targets import PixelTargets
 from renderlss.targets.sources import TargetSource
 
@@ -230,13 +230,14 @@ class CameraMaps:
     rendered: RenderedImage
     lidar_depth: np.ndarray  # float32, 0 = no LiDAR point in the block
     lidar_semantics: np.ndarray  # int64, ignore index = no labelled point
-    oracle_depth: np.ndarray | None  # float32, 0 = sky (synthetic data only)
-    oracle_semantics: np.ndarray | None  # int64, ignore index = sky
+    # Per-pixel ground truth (the synthetic oracle or eval.ground_truth_dir), when there is one.
+    truth_depth: np.ndarray | None  # float32, 0 = sky or unknown
+    truth_semantics: np.ndarray | None  # int64, ignore index = sky
 
     @property
     def target_semantics(self) -> np.ndarray:
-        """The dense oracle classes when there are some, else the LiDAR-projected ones."""
-        return self.lidar_semantics if self.oracle_semantics is None else self.oracle_semantics
+        """The dense ground-truth classes when there are some, else the LiDAR-projected ones."""
+        return self.lidar_semantics if self.truth_semantics is None else self.truth_semantics
 
 
 def sample_camera_maps(
@@ -250,18 +251,20 @@ def sample_camera_maps(
     dataroot: str | Path,
     lidar: TargetSource,
     ignore_index: int,
+    truth_dir: Path | None,
 ) -> list[CameraMaps]:
-    """Rendered images, camera images, LiDAR targets and (when present) the oracle of every
-    camera of one sample, all on the cameras' strided grids.
+    """Rendered images, camera images, LiDAR targets and (when given) the per-pixel ground
+    truth of every camera of one sample, all on the cameras' strided grids.
 
     Args:
         predictions: the model's volumes; ``index`` selects the sample in the batch.
         info: the sample's info record; bev_aug: [4, 4] its BEV augmentation.
         lidar: the keyframe LiDAR target source.
+        truth_dir: folder of ``<CAM>/<image stem>.npz`` ground-truth maps
+            (``renderlss.records.oracle.ground_truth_folder``), or None.
     """
     rendered = render_camera_images(model, predictions, index, info, cameras, bev_aug, stride)
     targets = lidar(info, cameras)
-    with_oracle = has_oracle(dataroot)
     out = []
     for cam, image in zip(cameras, rendered):
         cam_info = info["cams"][cam]
@@ -270,14 +273,15 @@ def sample_camera_maps(
         where = f"sample {info['token']}"
         picture = read_rgb_image(path, where)
         lidar_depth, lidar_semantics = rasterise_targets(targets[cam], grid, ignore_index)
-        oracle_depth = oracle_semantics = None
-        if with_oracle:
-            depth, semantics = load_oracle(
-                oracle_path(dataroot, cam, cam_info["data_path"]), where, picture.shape[:2]
+        truth_depth = truth_semantics = None
+        if truth_dir is not None:
+            depth, semantics = load_ground_truth(
+                output_path(truth_dir, cam, cam_info["data_path"]), where, picture.shape[:2]
             )
-            oracle_depth = grid.subsample(depth)
-            classes = grid.subsample(semantics).astype(np.int64)
-            oracle_semantics = np.where(classes == ORACLE_SKY, ignore_index, classes)
+            truth_depth = grid.subsample(depth)
+            if semantics is not None:
+                classes = grid.subsample(semantics).astype(np.int64)
+                truth_semantics = np.where(classes == ORACLE_SKY, ignore_index, classes)
         out.append(
             CameraMaps(
                 cam,
@@ -285,8 +289,8 @@ def sample_camera_maps(
                 image,
                 lidar_depth,
                 lidar_semantics,
-                oracle_depth,
-                oracle_semantics,
+                truth_depth,
+                truth_semantics,
             )
         )
     return out

@@ -14,6 +14,7 @@ from renderlss.engine.full_image import sample_camera_maps
 from renderlss.eval.config import EvalConfig
 from renderlss.eval.metrics import occ3d_eval_mask
 from renderlss.models.occupancy_net import predict_occupancy
+from renderlss.records.oracle import ground_truth_folder
 from renderlss.targets.sources import TargetSource
 from renderlss.vis.sample_panels import occupancy_figures, rig_depth_figure, rig_semantic_figure
 
@@ -48,6 +49,7 @@ def sample_pictures(
         dataset.dataroot,
         lidar,
         classes.ignore_index,
+        ground_truth_folder(dataset.dataroot, eval_config.ground_truth_dir),
     )
     cameras, images = [m.camera for m in maps], [m.image for m in maps]
     pictures = {

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from renderlss.geometry import pixel_grid
-from renderlss.records.oracle import ORACLE_SKY, load_oracle, oracle_path
+from renderlss.records.files import output_path
+from renderlss.records.oracle import ORACLE_SKY, load_oracle
 from renderlss.targets.pixel_targets import PixelTargets
 
 
@@ -40,22 +41,23 @@ def oracle_targets(depth: np.ndarray, semantics: np.ndarray, stride: int) -> Pix
 
 
 class OracleTargetSource:
-    """Depth and class targets read from ``<dataroot>/oracle/`` (a :class:`TargetSource`).
+    """Depth and class targets read from per-image ground-truth maps (a :class:`TargetSource`).
 
     Args:
-        dataroot: a synthetic dataroot (``tools/make_synthetic.py``).
+        folder: ``<folder>/<CAM>/<image stem>.npz`` with depth and semantics: the synthetic
+            ``<dataroot>/oracle`` (``tools/make_synthetic.py``) or the user's own maps.
         stride: pixel subsampling of :func:`oracle_targets`.
     """
 
-    def __init__(self, dataroot: str | Path, stride: int = 1) -> None:
-        self.dataroot = Path(dataroot)
+    def __init__(self, folder: str | Path, stride: int = 1) -> None:
+        self.folder = Path(folder)
         self.stride = stride
 
     def __call__(self, info: dict, cameras: list[str]) -> dict[str, PixelTargets]:
         targets = {}
         for cam in cameras:
             cam_info = info["cams"][cam]
-            path = oracle_path(self.dataroot, cam, cam_info["data_path"])
+            path = output_path(self.folder, cam, cam_info["data_path"])
             size = (int(cam_info["height"]), int(cam_info["width"]))
             depth, semantics = load_oracle(path, f"sample {info['token']} {cam}", size)
             targets[cam] = oracle_targets(depth, semantics, self.stride)
