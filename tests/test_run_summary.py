@@ -9,7 +9,14 @@ import math
 import pytest
 from helpers import load_tool
 
-from renderlss.eval.run_summary import Spread, format_spread, gap_share, read_metrics, spread
+from renderlss.eval.run_summary import (
+    Spread,
+    format_spread,
+    gap_share,
+    read_metrics,
+    spread,
+    training_cost,
+)
 
 
 def test_spread_is_mean_and_half_range_of_the_finite_values():
@@ -61,3 +68,31 @@ def test_compare_runs_shows_fractions_in_percent(tmp_path, capsys):
     run = _write(tmp_path / "r.json", RayIoU=0.125, **{"depth/oracle/abs_rel": 0.25})
     assert tool.main(["--row", f"r={run}", "--metrics", "RayIoU", "depth/oracle/abs_rel"]) == 0
     assert capsys.readouterr().out.splitlines()[2] == "| r | 1 | 12.50 | 0.250 |"
+
+
+def test_training_cost_is_the_median_speed_and_the_peak_memory(tmp_path, capsys):
+    runs = []
+    for seed, speeds in enumerate(((0.2, 1.0, 0.9, 1.1), (0.3, 2.0, 1.9))):
+        folder = tmp_path / f"run{seed}"
+        folder.mkdir()
+        steps = [
+            dict(step=i + 1, samples_per_s=s, memory_mb=100.0 * (i + 1) + seed)
+            for i, s in enumerate(speeds)
+        ]
+        lines = [json.dumps(step) for step in steps] + [json.dumps(dict(step=9, lr=0.1))]
+        (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        runs.append(_write(folder / "metrics.json", m=1.0))
+    # Run 0: median of 0.2, 0.9, 1.0, 1.1 = 0.95, peak 400; run 1: median 1.9, peak 301.
+    assert training_cost(tmp_path / "run0" / "metrics.jsonl") == {
+        "train/samples_per_s": pytest.approx(0.95),
+        "train/peak_memory_mb": 400.0,
+    }
+    tool = load_tool("compare_runs")
+    assert tool.main(["--row", f"r={','.join(runs)}", "--metrics", "m", "--training-cost"]) == 0
+    assert (
+        capsys.readouterr().out.splitlines()[2]
+        == "| r | 2 | 1.00 ± 0.00 | 1.425 ± 0.475 | 350.500 ± 49.500 |"
+    )
+    (tmp_path / "run1" / "metrics.jsonl").write_text(json.dumps(dict(step=1, lr=0.1)))
+    with pytest.raises(ValueError, match="run1/metrics.jsonl: no step"):
+        training_cost(tmp_path / "run1" / "metrics.jsonl")

@@ -18,11 +18,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from renderlss.eval.run_summary import (  # noqa: E402
+    TRAINING_COST_KEYS,
     format_spread,
     gap_share,
     read_metrics,
     row_spreads,
     spread,
+    training_cost,
 )
 
 DEFAULT_METRICS = [
@@ -42,6 +44,14 @@ def parse_row(text: str) -> tuple[str, list[str]]:
     if not sep or not name or not paths:
         raise argparse.ArgumentTypeError(f"--row {text!r}: expected NAME=PATH[,PATH...]")
     return name, paths.split(",")
+
+
+def run_record(path: str, with_cost: bool) -> dict[str, float]:
+    """The metrics of one run, with its training cost (:func:`training_cost`) on request."""
+    record = read_metrics(path)
+    if with_cost:
+        record.update(training_cost(Path(path).parent / "metrics.jsonl"))
+    return record
 
 
 def in_percent(
@@ -99,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         help="metrics shown in percent (default: %(default)s)",
     )
     parser.add_argument(
+        "--training-cost",
+        action="store_true",
+        help="add the median samples/s and peak memory (MB) of each run's training, read "
+        "from the metrics.jsonl next to its metrics file (the run's train.work_dir)",
+    )
+    parser.add_argument(
         "--gap", nargs=2, metavar=("LOW", "HIGH"), help="rows whose gap the others recover"
     )
     args = parser.parse_args(argv)
@@ -106,11 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.gap and not set(args.gap) <= set(names):
         parser.error(f"--gap {' '.join(args.gap)}: rows are {names}")
     try:
-        rows = [(name, [read_metrics(p) for p in paths]) for name, paths in args.row]
+        rows = [
+            (name, [run_record(p, args.training_cost) for p in paths]) for name, paths in args.row
+        ]
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(table(in_percent(rows, set(args.percent)), args.metrics, args.gap))
+    keys = args.metrics + (list(TRAINING_COST_KEYS) if args.training_cost else [])
+    print(table(in_percent(rows, set(args.percent)), keys, args.gap))
     return 0
 
 

@@ -60,3 +60,34 @@ def format_spread(value: Spread, digits: int) -> str:
     if value.n == 1:
         return f"{value.mean:.{digits}f}"
     return f"{value.mean:.{digits}f} ± {value.half_range:.{digits}f}"
+
+
+# What :func:`training_cost` reports, as metric keys a table can show next to the scores.
+TRAINING_COST_KEYS = ("train/samples_per_s", "train/peak_memory_mb")
+
+
+def training_cost(path: str | Path) -> dict[str, float]:
+    """Speed and memory of a training run from its ``metrics.jsonl`` (one JSON record per
+    logged step, written by the trainer): the median ``samples_per_s`` over the logged steps
+    (robust to the slow first steps and to checkpoint saves) and the largest ``memory_mb``
+    (the peak CUDA allocation, or the process's peak resident set on CPU).
+
+    Raises:
+        ValueError: the file is unreadable or has no step with both fields, naming it.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+        records = [json.loads(line) for line in lines if line.strip()]
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a readable training log: {err}") from err
+    steps = [r for r in records if "samples_per_s" in r and "memory_mb" in r]
+    if not steps:
+        raise ValueError(f"{path}: no step with samples_per_s and memory_mb")
+    speeds = sorted(float(r["samples_per_s"]) for r in steps)
+    middle = len(speeds) // 2
+    median = speeds[middle] if len(speeds) % 2 else (speeds[middle - 1] + speeds[middle]) / 2
+    return {
+        TRAINING_COST_KEYS[0]: median,
+        TRAINING_COST_KEYS[1]: max(float(r["memory_mb"]) for r in steps),
+    }
