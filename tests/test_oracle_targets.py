@@ -32,6 +32,18 @@ def read_oracle(root: Path, cam: str, cam_info: dict) -> tuple[np.ndarray, np.nd
         return data["depth"], data["semantics"]
 
 
+def oracle_data_config(root: Path, records: list[dict], targets: TargetConfig) -> DataConfig:
+    """The fixture's cameras at full size, no Occ3D labels, the given targets."""
+    return DataConfig(
+        dataroot=str(root),
+        cameras=list(records[0]["cams"]),
+        input_size=(90, 160),
+        load_occ=False,
+        classes=CLASSES,
+        targets=targets,
+    )
+
+
 @pytest.mark.parametrize("stride", [1, 3])
 def test_every_strided_non_sky_pixel_is_a_target(synthetic_root, infos, stride):
     info = infos[1][0]
@@ -72,15 +84,8 @@ def test_dataset_rays_end_on_the_oracle_surface(synthetic_root, infos):
     surface the oracle saw: projected back into its camera it falls in a pixel whose oracle
     depth is that depth."""
     path, records = infos
-    config = DataConfig(
-        dataroot=str(synthetic_root),
-        cameras=list(records[0]["cams"]),
-        input_size=(90, 160),
-        load_occ=False,
-        classes=CLASSES,
-        targets=TargetConfig(sources=["oracle"], num_rays=500, oracle_stride=2),
-    )
-    sample = OccDataset(path, config, train=False)[0]
+    targets = TargetConfig(sources=["oracle"], num_rays=500, oracle_stride=2)
+    sample = OccDataset(path, oracle_data_config(synthetic_root, records, targets), train=False)[0]
     rays = {k: v.numpy() for k, v in sample["targets"].items()}
     assert np.all(rays["depth"] > 0) and np.all(rays["semantics"] != SKY)
     points = rays["origins"] + rays["dirs"] * (rays["depth"] / rays["z_per_t"])[:, None]
@@ -116,13 +121,7 @@ def test_the_oracle_source_reads_a_folder_of_the_users_own_maps(synthetic_root, 
         constant = np.where(semantics != SKY, 7.0, 0.0).astype(np.float32)
         np.savez(tmp_path / cam / f"{Path(cam_info['data_path']).stem}.npz", depth=constant,
                  semantics=semantics)  # fmt: skip
-    config = DataConfig(
-        dataroot=str(synthetic_root),
-        cameras=list(records[0]["cams"]),
-        input_size=(90, 160),
-        load_occ=False,
-        classes=CLASSES,
-        targets=TargetConfig(sources=["oracle"], num_rays=200, oracle_dir=str(tmp_path)),
-    )
+    targets = TargetConfig(sources=["oracle"], num_rays=200, oracle_dir=str(tmp_path))
+    config = oracle_data_config(synthetic_root, records, targets)
     rays = OccDataset(path, config, train=False)[0]["targets"]
     np.testing.assert_array_equal(rays["depth"].numpy(), np.full(200, 7.0, np.float32))
