@@ -32,6 +32,9 @@ KEYFRAME_STEP_US = 500_000
 SWEEP_OFFSETS_US = (-100_000, -50_000)
 IMAGE_WIDTH, IMAGE_HEIGHT = 32, 24
 INTRINSIC = [[16.0, 0.0, 16.0], [0.0, 16.0, 12.0], [0.0, 0.0, 1.0]]
+# The same matrix as info files store it: principal point + 0.5 px, from the devkit's pixel
+# centres at integers to renderlss's at +0.5 (docs/formats.md).
+INTRINSIC_PIXEL_CORNERS = [[16.0, 0.0, 16.5], [0.0, 16.0, 12.5], [0.0, 0.0, 1.0]]
 BLOCK_ROWS, BLOCK_COLS = (6, 10), (20, 24)  # white block, half-open pixel ranges
 
 # channel -> (yaw of the optical axis about ego z in degrees, translation in ego, delay us)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from nuscenes_fixture import INTRINSIC, make_nuscenes_dataroot, occ_labels, token
+from nuscenes_fixture import INTRINSIC_PIXEL_CORNERS, make_nuscenes_dataroot, occ_labels, token
 from torch.utils.data import DataLoader
 
 from renderlss.configuration import ConfigError, from_dict
@@ -68,7 +68,7 @@ def test_eval_sample_hand_computed(fixture_infos):
     sample = OccDataset(path, config, train=False)[0]
     assert sample["img"].shape == (6, 3, *INPUT_SIZE) and sample["img"].dtype == torch.float32
     assert sample["intrinsic"].dtype == torch.float32 and sample["cam2ego"].shape == (6, 4, 4)
-    np.testing.assert_allclose(sample["intrinsic"].numpy(), np.stack([INTRINSIC] * 6))
+    np.testing.assert_allclose(sample["intrinsic"].numpy(), np.stack([INTRINSIC_PIXEL_CORNERS] * 6))
     np.testing.assert_allclose(sample["img_aug"].numpy(), np.stack([EVAL_IMG_AUG] * 6))
     np.testing.assert_allclose(sample["bev_aug"].numpy(), np.eye(4))
     # Key ego = ego at the LiDAR time. CAM_FRONT fires 20 ms later, 0.2 m further ahead:

@@ -15,6 +15,7 @@ import pytest
 from nuscenes.nuscenes import NuScenes
 from nuscenes_fixture import (
     INTRINSIC,
+    INTRINSIC_PIXEL_CORNERS,
     LIDAR_POINTS,
     T0,
     edit_record,
@@ -30,10 +31,6 @@ from renderlss.records.infos import InfoUnpickler, load_infos, save_infos
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import create_data  # noqa: E402
-
-# The fixture's camera matrix as infos store it: principal point + 0.5 px, from the devkit's
-# pixel centres at integers to renderlss's at +0.5 (docs/formats.md).
-INTRINSIC_PIXEL_CORNERS = [[16.0, 0.0, 16.5], [0.0, 16.0, 12.5], [0.0, 0.0, 1.0]]
 
 VERSION = "v1.0-fixture"
 
