@@ -33,6 +33,9 @@ TINY_NETWORK_OVERRIDES = [
     "model.neck.out_channels=8",
     "model.depth.mid_channels=8",
     "model.depth.bins.num_bins=11",
+    # The regular lift (the demo config draws PDF samples): deterministic across processes
+    # and batch splits; tests/test_lift_options.py covers the PDF lift.
+    "model.depth.sampling='bins'",
     "model.depth.context_channels=4",
     "model.encoder3d.channels=4",
     "model.encoder3d.num_blocks=1",
@@ -73,6 +76,7 @@ LOOP_OVERRIDES = [
     "model.depth.mid_channels=16",
     "model.depth.context_channels=8",
     "model.depth.bins.num_bins=8",
+    "model.depth.sampling='bins'",  # as in TINY_NETWORK_OVERRIDES
     "model.encoder3d.channels=8",
     "model.encoder3d.num_blocks=1",
     "model.head.hidden_channels=8",
