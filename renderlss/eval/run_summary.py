@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,10 +85,7 @@ def training_cost(path: str | Path) -> dict[str, float]:
     steps = [r for r in records if "samples_per_s" in r and "memory_mb" in r]
     if not steps:
         raise ValueError(f"{path}: no step with samples_per_s and memory_mb")
-    speeds = sorted(float(r["samples_per_s"]) for r in steps)
-    middle = len(speeds) // 2
-    median = speeds[middle] if len(speeds) % 2 else (speeds[middle - 1] + speeds[middle]) / 2
     return {
-        TRAINING_COST_KEYS[0]: median,
+        TRAINING_COST_KEYS[0]: statistics.median(float(r["samples_per_s"]) for r in steps),
         TRAINING_COST_KEYS[1]: max(float(r["memory_mb"]) for r in steps),
     }

@@ -1,4 +1,5 @@
-"""The synthetic oracle as a render-target source: exact depth and class at every pixel.
+"""Per-pixel ground truth as a render-target source: exact depth and class at every pixel,
+from the synthetic oracle or a folder of the user's own maps in its layout.
 
 A diagnostic source: trained on it, rendering supervision has no label noise and no holes,
 so a model that cannot overfit a few keyframes with it has a fault in rendering or losses,
