@@ -18,6 +18,7 @@ from renderlss.models.losses import (
     termination_kernel_width,
 )
 from renderlss.models.objective import ray_query_terms
+from renderlss.models.occupancy_net import OccupancyNet
 from renderlss.models.ray_query import (
     entry_distance,
     query_points,
@@ -241,3 +242,31 @@ def test_voxel_labels_from_one_ray_by_hand():
         x_rays(2).origins, x_rays(2).directions, two, torch.tensor([[4, 5]]), LINE
     )
     assert int(state[0, 8, 0, 0]) == 2 and int(state[0, 12, 0, 0]) == 2
+
+
+def test_query_losses_read_the_query_rays_where_the_batch_has_them(monkeypatch):
+    grid = VoxelGrid(point_cloud_range=(-4.0, -4.0, -1.0, 4.0, 4.0, 1.0), voxel_size=(1.0,) * 3)
+    loss = LossConfig(query_weight=1.0, query_sampling="voxel", query_free_margin=0.25)
+    model = OccupancyNet(ModelConfig(loss=loss), grid, RenderConfig(near=0.0)).eval()
+    density = torch.zeros(1, 1, *grid.shape)
+    monkeypatch.setattr(model, "volume", lambda batch: dict(density=density))
+    monkeypatch.setattr(model, "render", lambda predictions, rays: None)
+
+    def rays_along(direction: list[float]) -> dict[str, torch.Tensor]:
+        """One ray from the centre with a surface 3.5 m away, class 2."""
+        return dict(
+            origins=torch.zeros(1, 1, 3),
+            dirs=torch.tensor([[direction]]),
+            z_per_t=torch.ones(1, 1),
+            depth=torch.tensor([[3.5]]),
+            semantics=torch.tensor([[2]], dtype=torch.uint8),
+            confidence=torch.ones(1, 1),
+        )
+
+    along_x, along_y = rays_along([1.0, 0.0, 0.0]), rays_along([0.0, 1.0, 0.0])
+    # Voxel (x, y) = (5, 4) is x in [1, 2], y in [0, 1]; (4, 5) its mirror across x = y.
+    state = model({"targets": along_x})[0]["queries"]["voxel_state"][0, :, :, 1]
+    assert (int(state[5, 4]), int(state[7, 4]), int(state[4, 5])) == (1, 2, 0)
+    both = {"targets": along_x, "query_targets": along_y}
+    state = model(both)[0]["queries"]["voxel_state"][0, :, :, 1]
+    assert (int(state[5, 4]), int(state[4, 5]), int(state[4, 7])) == (0, 1, 2)

@@ -16,7 +16,7 @@ from renderlss.data.classes import learning_map_table, load_classes
 from renderlss.data.config import DataConfig, TargetConfig
 from renderlss.data.dataset import OccDataset
 from renderlss.data.info_builder import create_infos
-from renderlss.data.render_targets import input_depth_image, neighbour_infos
+from renderlss.data.render_targets import dynamic_class_mask, input_depth_image, neighbour_infos
 from renderlss.geometry import pose_matrix, transform_points, yaw_to_quaternion
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.targets.pixel_targets import PixelTargets
@@ -33,11 +33,11 @@ def infos_path(tmp_path_factory):
     return root / "infos" / "renderlss_infos_train.pkl"
 
 
-def make_dataset(infos_path, train=False, **targets) -> OccDataset:
+def make_dataset(infos_path, train=False, grid=GRID, **targets) -> OccDataset:
     targets = dict(dict(sources=["lidar"], num_rays=16, ego_box=NO_EGO_BOX), **targets)
     target_cfg = TargetConfig(**targets)
     config = DataConfig(
-        input_size=(12, 20), grid=GRID, classes=CLASSES, load_occ=False, targets=target_cfg
+        input_size=(12, 20), grid=grid, classes=CLASSES, load_occ=False, targets=target_cfg
     )
     return OccDataset(infos_path, config, train=train)
 
@@ -116,3 +116,34 @@ def test_source_weight_scales_confidence(infos_path):
     a, b = plain[0]["targets"], weighted[0]["targets"]
     np.testing.assert_array_equal(a["depth"].numpy(), b["depth"].numpy())
     np.testing.assert_allclose(b["confidence"].numpy(), 0.25 * a["confidence"].numpy())
+
+
+def ray_ends(rays: dict) -> np.ndarray:
+    """[R, 3] surface points of target rays (tensors) in the key ego frame."""
+    rays = {k: v.numpy() for k, v in rays.items()}
+    return rays["origins"] + rays["dirs"] * (rays["depth"] / rays["z_per_t"])[:, None]
+
+
+def test_query_rays_also_cross_the_grid_to_surfaces_beyond_it(infos_path):
+    # A grid of +-5 m: some of the fixture's LiDAR points lie beyond it.
+    small = VoxelGrid((-5.0, -5.0, -3.0, 5.0, 5.0, 3.0), (0.5, 0.5, 0.5))
+    assert "query_targets" not in make_dataset(infos_path, grid=small)[0]
+    sample = make_dataset(infos_path, grid=small, num_rays=64, query_rays=64)[0]
+    rendered, queries = ray_ends(sample["targets"]), ray_ends(sample["query_targets"])
+    assert queries.shape == (64, 3) and (sample["query_targets"]["depth"] > 0).all()
+    _, rendered_inside = small.point_to_index(rendered)
+    _, query_inside = small.point_to_index(queries)
+    assert rendered_inside.all()  # the renderer only gets surfaces it can reach
+    assert not query_inside.all()  # the query rays keep the far ones: free space inside
+    surfaces = {tuple(p) for p in np.round(rendered, 3)}
+    assert surfaces < {tuple(p) for p in np.round(queries, 3)}
+
+
+def test_query_rays_skip_moved_objects_of_adjacent_keyframes(infos_path):
+    dataset = make_dataset(infos_path, adjacent_keyframes=1, query_rays=400)
+    rays = dataset[1]["query_targets"]
+    adjacent, semantics = rays["adjacent"].numpy(), rays["semantics"].numpy().astype(int)
+    dynamic = np.append(dynamic_class_mask(CLASSES), False)  # ignore_index: not dynamic
+    semantics = np.minimum(semantics, len(dynamic) - 1)
+    assert adjacent.any() and dynamic[semantics[~adjacent]].any()
+    assert not dynamic[semantics[adjacent]].any()

@@ -89,6 +89,13 @@ class TargetConfig:
     # Loss weight per source, multiplied into each target's confidence (default 1).
     source_weights: dict[str, float] = field(default_factory=dict)
     num_rays: int = 38400  # rays per sample after weighted sampling
+    # Extra rays per sample for the ray-query losses alone (model.loss.query_*), drawn
+    # uniformly among the candidates with depth, also those whose surface lies beyond the
+    # grid (they still cross free space inside it); 0 = the query losses use the rendered
+    # rays. Queries cost no rendering, so many more rays than are rendered can label the
+    # volume at little cost (with query_sampling="voxel", about as many voxels as Occ3D's own
+    # ray casting of the sweep labels).
+    query_rays: int = 0
     adjacent_keyframes: int = 0  # k: also use rays of the +-k neighbouring keyframes
     adjacent_weight: float = 0.3  # sampling weight of adjacent-frame rays
     class_balance_alpha: float = 0.005  # w_c = exp(alpha * (max N / N_c - 1))
@@ -119,8 +126,10 @@ class TargetConfig:
             raise ValueError(f"{where}: sam_labels_stride and oracle_stride must be >= 1")
         if not 0.0 <= self.max_unlabelled_share <= 1.0:
             raise ValueError(f"{where}.max_unlabelled_share: must be in [0, 1]")
-        if self.num_rays <= 0 or self.adjacent_keyframes < 0:
-            raise ValueError(f"{where}: num_rays must be > 0 and adjacent_keyframes >= 0")
+        if self.num_rays <= 0 or self.adjacent_keyframes < 0 or self.query_rays < 0:
+            raise ValueError(
+                f"{where}: num_rays must be > 0, adjacent_keyframes and query_rays >= 0"
+            )
 
 
 @dataclass

@@ -38,6 +38,7 @@ from renderlss.data.augment import (
 from renderlss.data.config import DataConfig
 from renderlss.data.label_grid import LabelNesting, nest, pool_labels
 from renderlss.data.render_targets import (
+    build_query_rays,
     build_ray_targets,
     collect_frame_targets,
     input_depth_image,
@@ -329,7 +330,7 @@ class OccDataset(Dataset):
             sample.update(self._occupancy(info, bev_params))
         if self.target_sources:
             img_aug = np.stack([c["img_aug"] for c in cams])
-            sample["targets"] = self._render_targets(info, index, bev_aug, img_aug)
+            sample.update(self._render_targets(info, index, bev_aug, img_aug))
         return sample
 
     def _lookup(self, token: str) -> dict | None:
@@ -343,9 +344,11 @@ class OccDataset(Dataset):
 
     def _render_targets(
         self, info: dict, index: int, bev_aug: np.ndarray, img_aug: np.ndarray
-    ) -> dict[str, torch.Tensor]:
-        """Rays with targets, plus ``image_depth`` [N, H, W]: the current keyframe's target
-        depth in each augmented input image (for the LSS depth loss)."""
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """``targets``: rays with targets, plus ``image_depth`` [N, H, W], the current
+        keyframe's target depth in each augmented input image (for the LSS depth loss);
+        and, with ``data.targets.query_rays``, ``query_targets``: the rays of the ray-query
+        losses alone."""
         config = self.config.targets
         sources, lookup = self.target_sources, self._lookup
         if not is_labeled(info):
@@ -373,4 +376,12 @@ class OccDataset(Dataset):
                 for cam, aug in zip(self.config.cameras, img_aug)
             ]
         )
-        return {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in rays.items()}
+        out = {"targets": rays}
+        if config.query_rays:
+            out["query_targets"] = build_query_rays(
+                frames, config, self.config.classes, bev_aug, rng
+            )
+        return {
+            key: {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in table.items()}
+            for key, table in out.items()
+        }

@@ -119,6 +119,8 @@ def candidate_pixels(
         pixels: uv [M, 2], depth [M], semantics [M], confidence [M], adjacent [M] bool and
             view [M] int64, the pixel's index into ``views``;
         views: (frame info, camera name) per view.
+    Raises:
+        ValueError: no frame has a target pixel in any camera.
     """
     views, parts = [], []
     for frame_info, adjacent, targets in frames:
@@ -137,7 +139,7 @@ def candidate_pixels(
             )
             views.append((frame_info, cam))
     if not parts:
-        return {}, views
+        raise ValueError(f"sample {frames[0][0]['token']}: no render targets in any camera")
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}, views
 
 
@@ -205,6 +207,13 @@ def collect_frame_targets(
     return collected
 
 
+def dynamic_class_mask(classes: ClassesConfig) -> np.ndarray:
+    """[K + 1] bool over the Occ3D classes and free: the classes that move."""
+    dynamic = np.zeros(len(classes.occ_class_names) + 1, dtype=bool)
+    dynamic[[classes.occ_class_names.index(n) for n in classes.dynamic_class_names]] = True
+    return dynamic
+
+
 def build_ray_targets(
     frames: list[tuple[dict, bool, dict[str, PixelTargets]]],
     config: TargetConfig,
@@ -225,14 +234,11 @@ def build_ray_targets(
     """
     key_info = frames[0][0]
     pixels, views = candidate_pixels(frames)
-    if not pixels:
-        raise ValueError(f"sample {key_info['token']}: no render targets in any camera")
     num_cls = len(classes.occ_class_names)
     class_w = class_balance_weights(
         pixels["semantics"], num_cls + 1, config.class_balance_alpha, classes.ignore_index
     )
-    dynamic = np.zeros(num_cls + 1, dtype=bool)
-    dynamic[[classes.occ_class_names.index(n) for n in classes.dynamic_class_names]] = True
+    dynamic = dynamic_class_mask(classes)
     weights = ray_weights(
         pixels["semantics"],
         pixels["adjacent"],
@@ -254,10 +260,62 @@ def build_ray_targets(
         chosen = draw_reachable_rays(weights, config.num_rays, reachable, rng)
     except ValueError as error:
         raise ValueError(f"sample {key_info['token']}: {error}") from error
-    rays = pixel_ray_geometry(pixels, chosen, views, key_info, bev_aug)
+    return ray_table(pixels, chosen, views, key_info, bev_aug)
+
+
+def ray_table(
+    pixels: dict[str, np.ndarray],
+    index: np.ndarray,
+    views: list[tuple[dict, str]],
+    key_info: dict,
+    bev_aug: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The rays of the candidate pixels ``index`` [R] with their targets: origins [R, 3],
+    dirs [R, 3], z_per_t, depth, semantics, confidence and adjacent [R]."""
+    rays = pixel_ray_geometry(pixels, index, views, key_info, bev_aug)
     for key in ("semantics", "confidence", "adjacent"):
-        rays[key] = pixels[key][chosen]
+        rays[key] = pixels[key][index]
     return rays
+
+
+def build_query_rays(
+    frames: list[tuple[dict, bool, dict[str, PixelTargets]]],
+    config: TargetConfig,
+    classes: ClassesConfig,
+    bev_aug: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """``config.query_rays`` rays with depth for the ray-query losses alone.
+
+    Drawn uniformly among the candidates with depth (no class balance: they label space, not
+    classes), adjacent-frame rays at ``adjacent_weight`` and never on a dynamic class (like
+    the rendered rays). A ray whose surface lies beyond the grid is kept: its free space
+    inside the grid is still known.
+
+    Returns:
+        the fields of :func:`build_ray_targets` with R = ``config.query_rays``.
+    Raises:
+        ValueError: no candidate of the sample has depth.
+    """
+    key_info = frames[0][0]
+    pixels, views = candidate_pixels(frames)
+    dynamic = dynamic_class_mask(classes)
+    weights = ray_weights(
+        pixels["semantics"],
+        pixels["adjacent"],
+        np.ones(len(dynamic)),
+        dynamic,
+        config.adjacent_weight,
+        classes.ignore_index,
+    )
+    weights = np.where(pixels["depth"] > 0, weights, 0.0)
+    try:
+        chosen = draw_reachable_rays(
+            weights, config.query_rays, lambda index: np.ones(len(index), dtype=bool), rng
+        )
+    except ValueError as error:
+        raise ValueError(f"sample {key_info['token']}, query rays: {error}") from error
+    return ray_table(pixels, chosen, views, key_info, bev_aug)
 
 
 def input_depth_image(

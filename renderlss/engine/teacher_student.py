@@ -77,8 +77,8 @@ def student_view(
 ) -> dict:
     """The student's batch: unlabeled samples jittered and without labels.
 
-    Unlabeled samples get jittered images, ray depth 0 (no depth term and no ray-query
-    point reads them), ray class ``ignore_index``, no ``image_depth`` and voxel labels
+    Unlabeled samples get jittered images, ray depth 0 in ``targets`` and ``query_targets``
+    (no depth term and no ray-query point reads them), ray class ``ignore_index``, no ``image_depth`` and voxel labels
     ``ignore_index`` (whatever their masks say). ``batch`` is not modified.
     """
     view = dict(batch)
@@ -96,10 +96,12 @@ def student_view(
         view["img"] = images
     ignore = data.classes.ignore_index
     fills = dict(depth=0.0, semantics=ignore, image_depth=0.0)
-    view["targets"] = {
-        name: _keep_rows(value, labeled, fills[name]) if name in fills else value
-        for name, value in batch["targets"].items()
-    }
+    for rays in ("targets", "query_targets"):
+        if rays in batch:
+            view[rays] = {
+                name: _keep_rows(value, labeled, fills[name]) if name in fills else value
+                for name, value in batch[rays].items()
+            }
     if "voxel_semantics" in batch:
         view["voxel_semantics"] = _keep_rows(batch["voxel_semantics"], labeled, ignore)
     return view

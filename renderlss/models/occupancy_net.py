@@ -253,11 +253,13 @@ class OccupancyNet(nn.Module):
 
     def forward(self, batch: dict) -> tuple[dict[str, torch.Tensor], RenderOutput]:
         """Volume predictions and their rendering along the batch's target rays (with the
-        ray-query samples under ``predictions["queries"]`` when a query loss is on)."""
+        ray-query samples under ``predictions["queries"]`` when a query loss is on, along
+        ``batch["query_targets"]`` where the batch has them, else along the target rays)."""
         predictions = self.volume(batch)
         loss = self.config.loss
         if loss.query_weight or loss.query_semantic_weight:
-            predictions["queries"] = self.query(predictions, batch["targets"])
+            query_rays = batch.get("query_targets", batch["targets"])
+            predictions["queries"] = self.query(predictions, query_rays)
         return predictions, self.render(predictions, batch["targets"])
 
 
