@@ -38,7 +38,7 @@ from renderlss.mmdet3d.dataset import (
 )
 from renderlss.mmdet3d.experiment import experiment_config  # noqa: E402
 from renderlss.mmdet3d.metric import RenderLSSOccMetric  # noqa: E402
-from renderlss.mmdet3d.occupancy_model import RenderLSSOccupancy  # noqa: E402
+from renderlss.mmdet3d.occupancy_model import RenderLSSOccupancy, renderlss_batch  # noqa: E402
 from renderlss.mmdet3d.render_head import RenderLSSRenderHead  # noqa: E402
 from renderlss.mmdet3d.single_iteration import single_iteration_config  # noqa: E402
 from renderlss.mmdet3d.transforms import AttachRenderTargets, PackRenderLSSInputs  # noqa: E402
@@ -59,8 +59,8 @@ def infos(synthetic_root, tmp_path_factory):
     return out / "renderlss_infos_train.pkl"
 
 
-def plugin_dataset(infos, test_mode: bool) -> RenderLSSOccDataset:
-    component = dict(experiment=EXPERIMENT, overrides=OVERRIDES)
+def plugin_dataset(infos, test_mode: bool, *extra: str) -> RenderLSSOccDataset:
+    component = dict(experiment=EXPERIMENT, overrides=[*OVERRIDES, *extra])
     return DATASETS.build(
         dict(
             type="RenderLSSOccDataset",
@@ -162,6 +162,18 @@ def test_attached_rays_end_on_lidar_points(infos):
     assert float(torch.cdist(targets.origins.float(), centres).min(dim=1).values.max()) < 1e-3
     assert set(packed["inputs"]) == {"img", "intrinsic", "img_aug", "cam2ego"}
     assert element.voxel_semantics.shape == (16, 16, 4)
+
+
+def test_query_rays_reach_the_wrapped_network(infos):
+    packed = plugin_dataset(infos, True, "data.targets.query_rays=48")[0]
+    query = packed["data_samples"].query_targets
+    assert query.depth.shape == (48,) and bool((query.depth > 0).all())
+    batch = renderlss_batch(
+        {name: [value] for name, value in packed["inputs"].items()}, [packed["data_samples"]]
+    )
+    assert batch["query_targets"]["origins"].shape == (1, 48, 3)
+    assert batch["targets"]["origins"].shape == (1, 64, 3)
+    assert "query_targets" not in plugin_dataset(infos, True)[0]["data_samples"]
 
 
 def test_model_from_config_trains_as_renderlss_does(infos):

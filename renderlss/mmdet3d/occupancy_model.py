@@ -31,8 +31,9 @@ def renderlss_batch(
         inputs: ``img`` [B, N, 3, H, W], ``intrinsic`` / ``img_aug`` [B, N, 3, 3],
             ``cam2ego`` [B, N, 4, 4], each stacked or a list of B per-sample tensors
             (mmengine's ``pseudo_collate``).
-        data_samples: B elements with ``targets`` (a data element of [R, ...] ray tensors)
-            and the :data:`VOXEL_FIELDS` they have, or None (inputs only).
+        data_samples: B elements with ``targets`` (a data element of [R, ...] ray tensors),
+            optionally ``query_targets`` (the same for the ray-query losses) and the
+            :data:`VOXEL_FIELDS` they have, or None (inputs only).
     Returns:
         those fields stacked to [B, ...] (``targets`` per key) by renderlss's ``collate``.
     """
@@ -43,6 +44,8 @@ def renderlss_batch(
         if data_samples is not None:
             element = data_samples[i]
             sample["targets"] = dict(element.targets.items()) if "targets" in element else {}
+            if "query_targets" in element:
+                sample["query_targets"] = dict(element.query_targets.items())
             sample.update({name: element.get(name) for name in VOXEL_FIELDS if name in element})
         samples.append(sample)
     return collate(samples)

@@ -18,6 +18,7 @@ from mmdet3d.registry import TRANSFORMS
 from mmengine.structures import BaseDataElement
 
 from renderlss.data.render_targets import (
+    build_query_rays,
     build_ray_targets,
     collect_frame_targets,
     input_depth_image,
@@ -31,6 +32,11 @@ from renderlss.targets.sources import TargetSource
 
 # The model inputs of a sample (see renderlss_batch).
 INPUT_FIELDS = ("img", "intrinsic", "img_aug", "cam2ego")
+
+
+def as_tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """The arrays of a ray table as tensors."""
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
 
 def no_neighbours(token: str) -> dict | None:
@@ -52,7 +58,8 @@ class AttachRenderTargets(BaseTransform):
     ``img_aug`` [N, 3, 3] (identity when absent). Adds ``targets``: ``origins`` /
     ``dirs`` [R, 3], ``z_per_t``, ``depth``, ``semantics``, ``confidence``, ``adjacent`` [R]
     in the augmented key-ego frame and ``image_depth`` [N, H, W] (target depth in each
-    input image).
+    input image); with ``data.targets.query_rays``, also ``query_targets``, the rays of the
+    ray-query losses alone.
 
     Args:
         experiment, overrides: the renderlss config whose ``data`` section is read.
@@ -101,7 +108,10 @@ class AttachRenderTargets(BaseTransform):
                 for cam, aug in zip(cameras, img_aug)
             ]
         )
-        results["targets"] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in rays.items()}
+        results["targets"] = as_tensors(rays)
+        if data.targets.query_rays:
+            query = build_query_rays(frames, data.targets, data.classes, bev_aug, rng)
+            results["query_targets"] = as_tensors(query)
         return results
 
 
@@ -126,8 +136,9 @@ class PackRenderLSSInputs(BaseTransform):
                 lidar_origin=lidar_origin(info, bev_aug, where),
             )
         )
-        if results.get("targets"):
-            element.targets = BaseDataElement(**results["targets"])
+        for rays in ("targets", "query_targets"):
+            if results.get(rays):
+                element.set_field(BaseDataElement(**results[rays]), rays)
         for name in VOXEL_FIELDS:
             if name in results:
                 element.set_field(results[name], name)
