@@ -78,8 +78,9 @@ def student_view(
     """The student's batch: unlabeled samples jittered and without labels.
 
     Unlabeled samples get jittered images, ray depth 0 in ``targets`` and ``query_targets``
-    (no depth term and no ray-query point reads them), ray class ``ignore_index``, no ``image_depth`` and voxel labels
-    ``ignore_index`` (whatever their masks say). ``batch`` is not modified.
+    (no depth term and no ray-query point reads them), ray class ``ignore_index``, no
+    ``image_depth`` and voxel labels ``ignore_index`` (whatever their masks say). ``batch``
+    is not modified.
     """
     view = dict(batch)
     unlabeled = ~labeled
