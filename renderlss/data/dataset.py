@@ -40,9 +40,11 @@ from renderlss.data.label_grid import LabelNesting, nest, pool_labels
 from renderlss.data.render_targets import (
     build_query_rays,
     build_ray_targets,
+    candidate_pixels,
     collect_frame_targets,
     input_depth_image,
     make_target_sources,
+    ray_tensors,
 )
 from renderlss.data.unlabeled import is_labeled, strip_labels
 from renderlss.records.files import read_rgb_image
@@ -366,8 +368,9 @@ class OccDataset(Dataset):
         )
         # Ray draws are random in eval mode too (a fixed subset per sample), seeded by index.
         rng = np.random.default_rng([self.config.seed, self.epoch if self.train else 0, index])
+        key_info, candidates = frames[0][0], candidate_pixels(frames)
         rays = build_ray_targets(
-            frames, config, self.config.classes, self.config.grid, bev_aug, rng
+            key_info, candidates, config, self.config.classes, self.config.grid, bev_aug, rng
         )
         current = frames[0][2]
         rays["image_depth"] = np.stack(
@@ -376,12 +379,10 @@ class OccDataset(Dataset):
                 for cam, aug in zip(self.config.cameras, img_aug)
             ]
         )
-        out = {"targets": rays}
+        out = {"targets": ray_tensors(rays)}
         if config.query_rays:
-            out["query_targets"] = build_query_rays(
-                frames, config, self.config.classes, bev_aug, rng
+            query = build_query_rays(
+                key_info, candidates, config, self.config.classes, bev_aug, rng
             )
-        return {
-            key: {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in table.items()}
-            for key, table in out.items()
-        }
+            out["query_targets"] = ray_tensors(query)
+        return out

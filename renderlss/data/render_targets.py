@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from renderlss.data.classes import ClassesConfig, learning_map_table
 from renderlss.data.config import TargetConfig
@@ -215,7 +216,8 @@ def dynamic_class_mask(classes: ClassesConfig) -> np.ndarray:
 
 
 def build_ray_targets(
-    frames: list[tuple[dict, bool, dict[str, PixelTargets]]],
+    key_info: dict,
+    candidates: tuple[dict[str, np.ndarray], list[tuple[dict, str]]],
     config: TargetConfig,
     classes: ClassesConfig,
     grid: VoxelGrid,
@@ -225,15 +227,15 @@ def build_ray_targets(
     """A fixed-size set of training rays for one sample.
 
     Args:
-        frames: from :func:`collect_frame_targets`; the first is the current keyframe.
+        key_info: the current keyframe's info record.
+        candidates: :func:`candidate_pixels` of the keyframe and its neighbours.
         bev_aug: [4, 4] BEV augmentation of the sample.
     Returns:
         dict of arrays with R = ``config.num_rays`` rows: origins [R, 3], dirs [R, 3],
         z_per_t [R], depth [R] (camera z, 0 = none), semantics [R] uint8 (ignore_index =
         none), confidence [R], adjacent [R] bool.
     """
-    key_info = frames[0][0]
-    pixels, views = candidate_pixels(frames)
+    pixels, views = candidates
     num_cls = len(classes.occ_class_names)
     class_w = class_balance_weights(
         pixels["semantics"], num_cls + 1, config.class_balance_alpha, classes.ignore_index
@@ -279,7 +281,8 @@ def ray_table(
 
 
 def build_query_rays(
-    frames: list[tuple[dict, bool, dict[str, PixelTargets]]],
+    key_info: dict,
+    candidates: tuple[dict[str, np.ndarray], list[tuple[dict, str]]],
     config: TargetConfig,
     classes: ClassesConfig,
     bev_aug: np.ndarray,
@@ -292,13 +295,14 @@ def build_query_rays(
     the rendered rays). A ray whose surface lies beyond the grid is kept: its free space
     inside the grid is still known.
 
+    Args:
+        key_info, candidates, bev_aug: as for :func:`build_ray_targets`.
     Returns:
         the fields of :func:`build_ray_targets` with R = ``config.query_rays``.
     Raises:
         ValueError: no candidate of the sample has depth.
     """
-    key_info = frames[0][0]
-    pixels, views = candidate_pixels(frames)
+    pixels, views = candidates
     dynamic = dynamic_class_mask(classes)
     weights = ray_weights(
         pixels["semantics"],
@@ -316,6 +320,11 @@ def build_query_rays(
     except ValueError as error:
         raise ValueError(f"sample {key_info['token']}, query rays: {error}") from error
     return ray_table(pixels, chosen, views, key_info, bev_aug)
+
+
+def ray_tensors(rays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """The arrays of a ray table as (contiguous) tensors."""
+    return {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in rays.items()}
 
 
 def input_depth_image(

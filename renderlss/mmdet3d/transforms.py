@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 from mmengine.structures import BaseDataElement
@@ -20,9 +19,11 @@ from mmengine.structures import BaseDataElement
 from renderlss.data.render_targets import (
     build_query_rays,
     build_ray_targets,
+    candidate_pixels,
     collect_frame_targets,
     input_depth_image,
     make_target_sources,
+    ray_tensors,
 )
 from renderlss.data.unlabeled import is_labeled
 from renderlss.engine.evaluation import lidar_origin
@@ -32,11 +33,6 @@ from renderlss.targets.sources import TargetSource
 
 # The model inputs of a sample (see renderlss_batch).
 INPUT_FIELDS = ("img", "intrinsic", "img_aug", "cam2ego")
-
-
-def as_tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """The arrays of a ray table as tensors."""
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
 
 def no_neighbours(token: str) -> dict | None:
@@ -100,7 +96,10 @@ class AttachRenderTargets(BaseTransform):
             data.targets.adjacent_keyframes,
         )
         rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))
-        rays = build_ray_targets(frames, data.targets, data.classes, data.grid, bev_aug, rng)
+        key_info, candidates = frames[0][0], candidate_pixels(frames)
+        rays = build_ray_targets(
+            key_info, candidates, data.targets, data.classes, data.grid, bev_aug, rng
+        )
         current = frames[0][2]
         rays["image_depth"] = np.stack(
             [
@@ -108,10 +107,10 @@ class AttachRenderTargets(BaseTransform):
                 for cam, aug in zip(cameras, img_aug)
             ]
         )
-        results["targets"] = as_tensors(rays)
+        results["targets"] = ray_tensors(rays)
         if data.targets.query_rays:
-            query = build_query_rays(frames, data.targets, data.classes, bev_aug, rng)
-            results["query_targets"] = as_tensors(query)
+            query = build_query_rays(key_info, candidates, data.targets, data.classes, bev_aug, rng)
+            results["query_targets"] = ray_tensors(query)
         return results
 
 
