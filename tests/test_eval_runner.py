@@ -97,21 +97,26 @@ def tiny_config(root: Path):
 
 class LabelVolume(nn.Module):
     """The Occ3D labels as a volume: density SIGMA in labelled voxels, logits one-hot on their
-    class; ``shift`` rolls the labels along x to make an imperfect but deterministic model."""
+    class (free included); ``shift`` rolls the labels along x to make an imperfect but deterministic model,
+    ``density_shift`` rolls the density alone up in z (logits and density then disagree)."""
 
-    def __init__(self, grid: VoxelGrid, free_index: int, shift: int = 0) -> None:
+    def __init__(
+        self, grid: VoxelGrid, free_index: int, shift: int = 0, density_shift: int = 0
+    ) -> None:
         super().__init__()
-        self.grid, self.free_index, self.shift = grid, free_index, shift
+        self.grid, self.free_index = grid, free_index
+        self.shift, self.density_shift = shift, density_shift
 
     def volume(self, batch: dict) -> dict[str, torch.Tensor]:
         labels = torch.roll(batch["voxel_semantics"], self.shift, dims=1)
         occupied = labels != self.free_index
         one_hot = F.one_hot(labels.clamp(max=self.free_index), self.free_index + 1)
-        density = (occupied.float() * SIGMA)[:, None]
+        shifted = torch.roll(occupied, self.density_shift, dims=3)
+        density = (shifted.float() * SIGMA)[:, None]
         return dict(
             density=density,
             occupancy_density=density,
-            logits=(one_hot * occupied[..., None]).permute(0, 4, 1, 2, 3).float(),
+            logits=one_hot.permute(0, 4, 1, 2, 3).float(),
         )
 
     def render(self, predictions: dict, rays: dict) -> RenderOutput:
@@ -298,6 +303,28 @@ def test_label_volume_scores_perfect_occupancy_and_baselines_score_zero(tiny_roo
     # Every density threshold below SIGMA keeps the labels, any above empties the volume.
     sweep = sweep_thresholds(model, dataset, config, eval_config, [0.5, SIGMA - 1, SIGMA])
     assert [r.miou for r in sweep] == [1.0, 1.0, 0.0]
+
+
+def test_rendered_depth_is_scored_against_the_predicted_occupancy(tiny_root):
+    """The predicted occupancy's depth follows the rule that predicts occupancy (here the
+    logits), the rendered depth the density: a model whose density sits one voxel layer
+    above its logits renders nearer than the scene it predicts, and the agreement shows it."""
+    config = tiny_config(tiny_root)
+    dataset = eval_dataset(config, config.data.val_infos)
+    free = config.data.classes.free_index
+    eval_config = EvalConfig(ray_iou=FAST_RAYS, oracle=False, occupancy_rule="logits")
+    one, split = (
+        evaluate(LabelVolume(config.data.grid, free, density_shift=shift), dataset, config,
+                 eval_config).metrics
+        for shift in (0, 1)
+    )  # fmt: skip
+    assert one["depth/occupancy/num_valid"] == one["depth/lidar/num_valid"] > 1000
+    occupancy = [k for k in one if k.startswith("depth/occupancy/")]
+    assert [one[k] for k in occupancy] == [split[k] for k in occupancy]
+    # The road's voxel layer ends 0.6 m above the road: entering it is short of the LiDAR.
+    assert -0.5 < one["depth/occupancy/median_signed"] < -0.1
+    assert split["depth/lidar/median_signed"] < one["depth/lidar/median_signed"] - 0.1
+    assert split["depth/agreement/median_signed"] > one["depth/agreement/median_signed"] + 0.1
 
 
 # Labels at twice the resolution in x, y and z with a margin of 2 fine voxels in x and y: the

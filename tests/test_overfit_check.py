@@ -6,13 +6,11 @@ render losses keep it far from both goals (the untrained network is scored too).
 from __future__ import annotations
 
 import pytest
-import torch
 from helpers import REPO, load_tool
 
 from renderlss.data.info_builder import create_infos
 from renderlss.engine.experiment import load_experiment
-from renderlss.engine.overfit import first_occupied_depth, overfit_keyframe
-from renderlss.geometry.grid import VoxelGrid
+from renderlss.engine.overfit import overfit_keyframe
 from renderlss.synthetic import generate_dataset, synthetic_config
 
 GRID = dict(point_cloud_range=(-19.2, -19.2, -1.0, 19.2, 19.2, 5.4), voxel_size=(1.6, 1.6, 0.8))
@@ -57,18 +55,3 @@ def test_one_keyframe_is_learned_from_2d_supervision(keyframe_root):
     assert trained["geometry_iou"] > 30.0
     # What it renders is where its predicted occupancy starts.
     assert trained["occupancy_agreement"] < 1.0 < untrained["occupancy_agreement"]
-
-
-def test_first_occupied_depth_by_hand():
-    line = VoxelGrid(point_cloud_range=(0.0, -0.5, -0.5, 20.0, 0.5, 0.5), voxel_size=(1.0,) * 3)
-    occupied = torch.zeros(20, 1, 1, dtype=torch.bool)
-    occupied[8] = True
-    rays = dict(
-        origins=torch.tensor([[[0.0, 0.0, 0.0], [9.5, 0.0, 0.0]]]),
-        dirs=torch.tensor([[[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]]),
-        z_per_t=torch.tensor([[0.5, 1.0]]),
-    )
-    depth = first_occupied_depth(occupied, rays, line, fraction=0.1)
-    # Ray 1 enters voxel 8 at t = 8 (camera z 4); ray 2 starts behind it and meets nothing
-    # before its exit at x = 20 (the last sample inside, 10.4 m along it).
-    assert depth.tolist() == pytest.approx([4.0, 10.4], abs=0.06)

@@ -62,6 +62,7 @@ from renderlss.eval.metrics import (
     miou_key,
     occ3d_eval_mask,
 )
+from renderlss.eval.occupancy_depth import first_occupied_depth
 from renderlss.eval.ray_iou import RayIoU, RayIoUResult
 from renderlss.geometry import transform_points
 from renderlss.geometry.grid import VoxelGrid
@@ -243,6 +244,10 @@ class _DepthScorers:
     prior_oracle: DepthScore | None
     lifting: DepthScore | None
     lifting_edge: DepthScore | None
+    # Along the LiDAR rays: the depth at which the predicted occupancy starts, against the
+    # LiDAR ("occupancy") and against the rendered depth of the same rays ("agreement").
+    occupancy: DepthScore | None
+    agreement: DepthScore | None
 
 
 def _depth_scorers(
@@ -264,6 +269,8 @@ def _depth_scorers(
         prior_oracle=make(oracle and prior is not None),
         lifting=make(lidar),
         lifting_edge=make(lidar),
+        occupancy=make(lidar),
+        agreement=make(lidar),
     )
 
 
@@ -308,9 +315,10 @@ def score_lidar_depth(
     targets: dict[str, PixelTargets],
     cameras: list[str],
     grid: VoxelGrid,
+    occupied: torch.Tensor,
 ) -> None:
-    """Render one ray per LiDAR target (``targets`` of every camera); one metric row per
-    camera."""
+    """Render one ray per LiDAR target (``targets`` of every camera) and march it through
+    the predicted occupancy ``occupied`` [X, Y, Z] bool; one metric row per camera."""
     where = f"sample {info['token']}"
     parts, depths = [], []
     for cam in cameras:
@@ -326,12 +334,21 @@ def score_lidar_depth(
     counts = [len(d) for d in depths]
     if sum(counts) == 0:
         for _ in cameras:
-            scorers.lidar.update(torch.zeros(1, 0), torch.zeros(1, 0), where=where)
+            for score in (scorers.lidar, scorers.occupancy, scorers.agreement):
+                score.update(torch.zeros(1, 0), torch.zeros(1, 0), where=where)
         return
     rays = {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
     rendered = render_sample_rays(model, predictions, index, rays).depth[0]
-    for cam, pred, target in zip(cameras, rendered.split(counts), depths):
-        scorers.lidar.update(pred[None], target[None], where=f"{where} {cam}")
+    device = rendered.device
+    batched = {name: value[None].to(device) for name, value in rays.items()}
+    first = first_occupied_depth(occupied, batched, grid).to(rendered.dtype)
+    for cam, pred, start, target in zip(
+        cameras, rendered.split(counts), first.split(counts), depths
+    ):
+        at = f"{where} {cam}"
+        scorers.lidar.update(pred[None], target[None], where=at)
+        scorers.occupancy.update(start[None], target[None], where=at)
+        scorers.agreement.update(start[None], pred[None], where=at)
 
 
 def score_lifting_depth(
@@ -467,7 +484,16 @@ def evaluate(
             if depth.lidar is not None:
                 lidar_targets = source(info, cameras)
                 score_lidar_depth(
-                    depth, model, predictions, b, info, bev_aug, lidar_targets, cameras, data.grid
+                    depth,
+                    model,
+                    predictions,
+                    b,
+                    info,
+                    bev_aug,
+                    lidar_targets,
+                    cameras,
+                    data.grid,
+                    labels[b] != free_index,
                 )
             if depth.lidar is not None and "depth_logits" in predictions:
                 images = slice(b * len(cameras), (b + 1) * len(cameras))
@@ -543,6 +569,8 @@ def _merge_and_report(
     for source, title in (
         ("lifting", "lifted depth (expected, per feature cell) vs lidar"),
         ("lifting_edge", "lifted depth (expected, per feature cell) vs lidar near depth edges"),
+        ("occupancy", "depth of the first predicted-occupied voxel vs lidar"),
+        ("agreement", "depth of the first predicted-occupied voxel vs rendered depth"),
     ):
         score = getattr(depth, source)
         if score is None:

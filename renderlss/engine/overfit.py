@@ -19,10 +19,9 @@ from renderlss.data.collate import collate
 from renderlss.data.dataset import OccDataset
 from renderlss.engine.build import build_model
 from renderlss.engine.experiment import ExperimentConfig
-from renderlss.geometry.grid import VoxelGrid
+from renderlss.eval.occupancy_depth import first_occupied_depth
 from renderlss.models.objective import loss_terms
 from renderlss.models.occupancy_net import OccupancyNet
-from renderlss.models.ray_query import flat_voxel_index
 
 
 @dataclass(frozen=True)
@@ -100,30 +99,6 @@ def keyframe_scores(
         threshold=float(thresholds[best]),
         occupancy_agreement=float(agreement),
     )
-
-
-def first_occupied_depth(
-    occupied: torch.Tensor, rays: dict[str, torch.Tensor], grid: VoxelGrid, fraction: float = 0.1
-) -> torch.Tensor:
-    """Camera-z depth at which each ray first enters an occupied voxel (by floor), marched
-    in steps of ``fraction`` of the smallest voxel edge; the ray's grid exit where it meets
-    none.
-
-    Args:
-        occupied: [X, Y, Z] bool; rays: ``origins``/``dirs`` [1, R, 3], ``z_per_t`` [1, R].
-    Returns:
-        [R] depth.
-    """
-    diagonal = float(((grid.upper - grid.lower) ** 2).sum() ** 0.5)
-    t = torch.arange(0.0, diagonal, fraction * float(min(grid.voxel_size)))  # [S]
-    samples = t.expand(*rays["z_per_t"].shape, len(t))  # [1, R, S]
-    flat, inside = flat_voxel_index(rays["origins"], rays["dirs"], samples, grid)
-    hit = (occupied.flatten()[flat] & inside)[0]  # [R, S]
-    inside = inside[0]
-    # The first hit, or the last sample inside the grid.
-    last_inside = (inside * torch.arange(len(t))).argmax(dim=1)
-    first_hit = torch.where(hit.any(dim=1), hit.float().argmax(dim=1), last_inside)
-    return t[first_hit] * rays["z_per_t"][0]
 
 
 def overfit_keyframe(
