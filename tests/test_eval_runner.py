@@ -97,8 +97,9 @@ def tiny_config(root: Path):
 
 class LabelVolume(nn.Module):
     """The Occ3D labels as a volume: density SIGMA in labelled voxels, logits one-hot on their
-    class (free included); ``shift`` rolls the labels along x to make an imperfect but deterministic model,
-    ``density_shift`` rolls the density alone up in z (logits and density then disagree)."""
+    class (free included); ``shift`` rolls the labels along x to make an imperfect but
+    deterministic model, ``density_shift`` rolls the density alone up in z (logits and
+    density then disagree)."""
 
     def __init__(
         self, grid: VoxelGrid, free_index: int, shift: int = 0, density_shift: int = 0
@@ -555,6 +556,19 @@ def test_test_tool_and_threshold_tool(tiny_root, tmp_path, capsys):
     # Nothing is denser than 1e9 per metre: an empty prediction has IoU 0 for every class.
     assert record["table"][2]["mIoU_17_classes"] == 0.0
     assert "best:" in capsys.readouterr().out
+
+    # The depth breakdown scores the pixels test.py scores, with the same pooled AbsRel.
+    breakdown = tmp_path / "breakdown.json"
+    assert load_tool("depth_breakdown").main([*common, "--out", str(breakdown), *options]) == 0
+    tables = json.loads(breakdown.read_text())["tables"]
+    pooled = tables["all"]["all pixels"]
+    assert pooled["count"] == metrics["depth/oracle/num_valid"]
+    assert pooled["abs_rel"] == pytest.approx(metrics["depth/oracle/abs_rel"], rel=1e-4)
+    for grouping in ("class", "distance"):
+        parts = tables[grouping].values()
+        assert sum(r["count"] for r in parts) == pooled["count"]
+        assert sum(r["contribution"] for r in parts) == pytest.approx(pooled["abs_rel"])
+    assert "car" in tables["class"] and "rendered depth by distance" in capsys.readouterr().out
 
 
 def test_checkpoint_that_does_not_fit_names_the_file(tiny_root, tmp_path):

@@ -50,8 +50,10 @@ def test_one_keyframe_is_learned_from_2d_supervision(keyframe_root):
         score_every=120, log=lambda line: None,
     )  # fmt: skip
     untrained, trained = history[0], history[-1]
+    # Measured: AbsRel 0.60 -> 0.15, geometry IoU 0 -> 74, agreement 6.4 -> 0.37.
     assert untrained["abs_rel"] > 0.5
-    assert trained["abs_rel"] < 0.3
-    assert trained["geometry_iou"] > 30.0
-    # What it renders is where its predicted occupancy starts.
-    assert trained["occupancy_agreement"] < 1.0 < untrained["occupancy_agreement"]
+    assert trained["abs_rel"] < 0.25
+    assert trained["geometry_iou"] > 50.0
+    # What it renders is near where its predicted occupancy starts (a voxel holding the
+    # road starts above the road, so not exactly).
+    assert trained["occupancy_agreement"] < 0.6 < 2.0 < untrained["occupancy_agreement"]

@@ -10,7 +10,9 @@ Per sample (eval-mode ``OccDataset``: no augmentation, deterministic):
   keyframes of the scene; one origin is cheaper and needs no scene bookkeeping, but its
   numbers are not comparable with published RayIoU.
 - **Depth against LiDAR**: one ray through every LiDAR point of the keyframe that projects
-  into a camera (original image coordinates), scored where the point lies inside the grid.
+  into a camera (original image coordinates), scored where the point lies inside the grid;
+  the same rays marched through the predicted occupancy give the depth at which it starts,
+  scored against the LiDAR and against the rendered depth (do they agree?).
 - **Lifting quality against LiDAR**: the depth net's expected depth per feature cell
   against the cell's nearest LiDAR depth, overall and near depth edges
   (:mod:`renderlss.eval.lifting_quality`).
@@ -43,6 +45,7 @@ from renderlss.data.dataset import OccDataset
 from renderlss.data.render_targets import input_depth_image, make_target_sources
 from renderlss.engine.experiment import ExperimentConfig
 from renderlss.engine.full_image import (
+    RenderedImage,
     StridedGrid,
     camera_grid,
     camera_rays,
@@ -390,6 +393,48 @@ def score_lifting_depth(
         scorers.lifting_edge.update(pred[n].reshape(1, -1), edge_target[n].reshape(1, -1), where)
 
 
+@dataclass(frozen=True)
+class GroundTruthPixels:
+    """One camera's rendered pixels next to its ground-truth maps (flattened, [M])."""
+
+    camera: str
+    rendered: RenderedImage
+    depth: np.ndarray  # camera z; 0 where unknown or the surface lies outside the grid
+    semantics: np.ndarray | None  # the ground truth's classes where the file has them
+    uv: np.ndarray  # [M, 2] pixel centres
+
+
+def ground_truth_pixels(
+    model: nn.Module,
+    predictions: dict[str, torch.Tensor],
+    index: int,
+    info: dict,
+    bev_aug: np.ndarray,
+    cameras: list[str],
+    truth_dir: Path,
+    stride: int,
+    grid: VoxelGrid,
+) -> Iterator[GroundTruthPixels]:
+    """Render every camera of a sample at ``stride`` and load the ground truth of
+    ``truth_dir`` (the oracle's exact depth, or ``eval.ground_truth_dir``) at the same
+    pixels, keeping the depth of those whose surface lies inside the grid."""
+    images = render_camera_images(model, predictions, index, info, cameras, bev_aug, stride)
+    for cam, rendered in zip(cameras, images):
+        cam_info = info["cams"][cam]
+        strided: StridedGrid = camera_grid(cam_info, stride)
+        depth, semantics = load_ground_truth(
+            output_path(truth_dir, cam, cam_info["data_path"]),
+            f"sample {info['token']}",
+            (strided.height, strided.width),
+        )
+        target = strided.subsample(depth).ravel()
+        uv = strided.pixel_centres()
+        rays = camera_rays(uv, cam_info, info, bev_aug)
+        classes = None if semantics is None else strided.subsample(semantics).ravel()
+        target = np.where(reachable(rays, target, grid), target, 0.0)
+        yield GroundTruthPixels(cam, rendered, target, classes, uv)
+
+
 def score_oracle_depth(
     scorers: _DepthScorers,
     model: nn.Module,
@@ -402,24 +447,16 @@ def score_oracle_depth(
     stride: int,
     grid: VoxelGrid,
 ) -> None:
-    """Render every camera at ``stride`` and score it against the ground-truth depth of
-    ``truth_dir`` (the oracle's exact depth, or ``eval.ground_truth_dir``) at the same
-    pixels (those whose surface lies inside the grid); one row per camera."""
-    images = render_camera_images(model, predictions, index, info, cameras, bev_aug, stride)
-    for cam, rendered in zip(cameras, images):
-        cam_info = info["cams"][cam]
-        strided: StridedGrid = camera_grid(cam_info, stride)
-        depth, _ = load_ground_truth(
-            output_path(truth_dir, cam, cam_info["data_path"]),
-            f"sample {info['token']}",
-            (strided.height, strided.width),
-        )
-        target = strided.subsample(depth).ravel()
-        rays = camera_rays(strided.pixel_centres(), cam_info, info, bev_aug)
-        target = np.where(reachable(rays, target, grid), target, 0.0)
-        where = f"sample {info['token']} {cam}"
-        scorers.oracle.update(rendered.depth.reshape(1, -1), torch.from_numpy(target)[None], where)
-        score_prior(scorers, "oracle", cam, cam_info, strided.pixel_centres(), target, where)
+    """Score the rendered depth of every camera against the ground truth at the pixels of
+    ``ground_truth_pixels``; one row per camera."""
+    for pixels in ground_truth_pixels(
+        model, predictions, index, info, bev_aug, cameras, truth_dir, stride, grid
+    ):
+        where = f"sample {info['token']} {pixels.camera}"
+        target = torch.from_numpy(pixels.depth)[None]
+        scorers.oracle.update(pixels.rendered.depth.reshape(1, -1), target, where)
+        cam_info = info["cams"][pixels.camera]
+        score_prior(scorers, "oracle", pixels.camera, cam_info, pixels.uv, pixels.depth, where)
 
 
 def evaluate(
