@@ -86,6 +86,8 @@ def collect_pixels(setup, progress: bool) -> dict[str, np.ndarray]:
                 )
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     arrays["pred"] = arrays["pred"].clip(eval_config.min_depth, eval_config.max_depth)
+    # A sum of weights can exceed 1 by float rounding; the opacity bands end at 1.
+    arrays["opacity"] = arrays["opacity"].clip(0.0, 1.0)
     return arrays
 
 
