@@ -30,7 +30,7 @@ of a single one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -436,22 +436,11 @@ def ground_truth_pixels(
 
 
 def score_oracle_depth(
-    scorers: _DepthScorers,
-    model: nn.Module,
-    predictions: dict[str, torch.Tensor],
-    index: int,
-    info: dict,
-    bev_aug: np.ndarray,
-    cameras: list[str],
-    truth_dir: Path,
-    stride: int,
-    grid: VoxelGrid,
+    scorers: _DepthScorers, info: dict, cameras: Iterable[GroundTruthPixels]
 ) -> None:
-    """Score the rendered depth of every camera against the ground truth at the pixels of
-    ``ground_truth_pixels``; one row per camera."""
-    for pixels in ground_truth_pixels(
-        model, predictions, index, info, bev_aug, cameras, truth_dir, stride, grid
-    ):
+    """Score the rendered depth of every camera of a sample (``ground_truth_pixels``)
+    against its ground truth; one row per camera."""
+    for pixels in cameras:
         where = f"sample {info['token']} {pixels.camera}"
         target = torch.from_numpy(pixels.depth)[None]
         scorers.oracle.update(pixels.rendered.depth.reshape(1, -1), target, where)
@@ -499,6 +488,7 @@ def evaluate(
         raise ValueError(f"baselines need Occ3D labels: {dataset.occ_unavailable}")
     depth = _depth_scorers(eval_config, dataset.dataroot, device, depth_prior)
     source = lidar_source(config, dataset.dataroot) if depth.lidar is not None else None
+    truth_dir = ground_truth_folder(dataset.dataroot, eval_config.ground_truth_dir)
     samples = 0
     show = progress and is_main_process()
     for batch, predictions in predicted_volumes(model, dataset, eval_config, device, show):
@@ -544,18 +534,11 @@ def evaluate(
                     eval_config,
                 )
             if depth.oracle is not None:
-                score_oracle_depth(
-                    depth,
-                    model,
-                    predictions,
-                    b,
-                    info,
-                    bev_aug,
-                    cameras,
-                    ground_truth_folder(dataset.dataroot, eval_config.ground_truth_dir),
-                    eval_config.image_stride,
-                    data.grid,
-                )
+                pixels = ground_truth_pixels(
+                    model, predictions, b, info, bev_aug, cameras, truth_dir,
+                    eval_config.image_stride, data.grid,
+                )  # fmt: skip
+                score_oracle_depth(depth, info, pixels)
             samples += 1
     result = _merge_and_report(samples, model_scores, baseline_scores, depth, device)
     if model_scores is None:
