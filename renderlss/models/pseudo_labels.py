@@ -80,8 +80,8 @@ def pseudo_ray_losses(
     silog_lambda: float,
     silog_min_depth: float,
 ) -> dict[str, torch.Tensor]:
-    """Unweighted pseudo semantic CE and pseudo depth SILog of the student's rendering on
-    the kept rays of unlabeled samples.
+    """Pseudo semantic CE and pseudo depth SILog of the student's rendering on the kept rays
+    of unlabeled samples, before their loss weights.
 
     Args:
         student_semantics: [B, R, K] the student's rendered semantics.
@@ -152,7 +152,8 @@ def pseudo_voxel_loss(
     unlabeled: torch.Tensor,
     class_weights: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Unweighted 3D CE of the student's voxel logits [B, K, X, Y, Z] against the teacher's
-    labels [B, X, Y, Z] on the kept voxels of unlabeled samples ([B] bool)."""
+    """3D CE of the student's voxel logits [B, K, X, Y, Z] against the teacher's labels
+    [B, X, Y, Z] on the kept voxels of unlabeled samples ([B] bool), with the supervised 3D
+    term's ``class_weights`` [K] (or none), before its loss weight."""
     mask = keep & unlabeled.to(keep.device).view(-1, 1, 1, 1)
     return occupancy_ce_loss(student_logits, labels, mask, class_weights, ignore_index=-1)
