@@ -27,10 +27,20 @@ from renderlss.data.info_builder import create_infos
 from renderlss.data.unlabeled import strip_labels
 from renderlss.engine.build import build_model
 from renderlss.engine.experiment import load_experiment
-from renderlss.engine.teacher_student import pseudo_weight_factor, student_view
+from renderlss.engine.teacher_student import (
+    pseudo_weight_factor,
+    student_view,
+    voxel_region_bins,
+)
 from renderlss.engine.trainer import Trainer, train
+from renderlss.geometry.grid import VoxelGrid
 from renderlss.models.objective import loss_terms
-from renderlss.models.pseudo_labels import pseudo_ray_losses, ray_pseudo_labels
+from renderlss.models.pseudo_labels import (
+    bins_up_to_surface,
+    frustum_visibility,
+    pseudo_ray_losses,
+    ray_pseudo_labels,
+)
 from renderlss.records.infos import load_infos, save_infos
 from renderlss.train.checkpoint import load_checkpoint
 from renderlss.train.distributed import cleanup
@@ -178,6 +188,53 @@ def test_measured_depth_puts_the_lifted_mass_in_its_bin(synthetic_root, tmp_path
     assert torch.equal(depth[keep], predicted[keep])
 
 
+def test_surface_region_stops_at_each_cells_surface():
+    # Two feature cells, five bins 1 m apart along x, one voxel row each (y 0 and y 1).
+    grid = VoxelGrid(point_cloud_range=(0.0, -0.5, -0.5, 6.0, 1.5, 0.5), voxel_size=(1.0,) * 3)
+    x = torch.arange(5, dtype=torch.float32) + 0.5
+    points = torch.zeros(1, 1, 5, 1, 2, 3)
+    points[..., 0] = x.view(5, 1, 1)
+    points[..., 0, 1, 1] = 1.0
+    distribution = torch.zeros(1, 5, 1, 2)
+    distribution[0, 2, 0, 0] = 1.0  # cell 0: a one-hot at bin 2
+    # cell 1: mass before each bin 0, 0.1, 0.4, 0.45, 0.6: the surface is bin 3
+    distribution[0, :, 0, 1] = torch.tensor([0.1, 0.3, 0.05, 0.15, 0.4])
+    region = bins_up_to_surface(distribution)
+    assert region[0, :, 0, 0].tolist() == [True, True, True, False, False]
+    assert region[0, :, 0, 1].tolist() == [True, True, True, True, False]
+    visible = frustum_visibility(points, grid, region.unsqueeze(0))[0, :, :, 0]
+    assert visible[:, 0].tolist() == [True, True, True, False, False, False]
+    assert visible[:, 1].tolist() == [True, True, True, True, False, False]
+    whole = frustum_visibility(points, grid)[0, :, :, 0]
+    assert whole.tolist() == [[True, True]] * 5 + [[False, False]]
+
+
+def test_surface_region_reads_the_measured_bins_when_depth_aware(synthetic_root, tmp_path):
+    create_infos(str(synthetic_root), "v1.0-synthetic", str(tmp_path), show_progress=False)
+    config = loop_config(tmp_path / "renderlss_infos_train.pkl", tmp_path)
+    batch = collate([OccDataset(config.data.train_infos, config.data, train=False)[0]])
+    image_depth = torch.zeros(1, len(config.data.cameras), *config.data.input_size)
+    image_depth[0, 0, 5, 9] = 10.0  # feature cell (0, 1), bin 2 of 11 uniform 4 m bins
+    batch["targets"]["image_depth"] = image_depth
+    model = build_model(config).eval()
+    with torch.no_grad():
+        depth_logits = model.volume(batch)["depth_logits"]
+    teacher = config.train.teacher
+    assert voxel_region_bins(model, batch, depth_logits, teacher) is None
+    surface = dataclasses.replace(teacher, voxel_region="surface")
+    region = voxel_region_bins(model, batch, depth_logits, surface)[0]  # [N, D, h, w]
+    assert region[0, :, 0, 1].tolist() == [True] * 3 + [False] * 8
+    # Elsewhere each cell's median bin of the predicted softmax, counted here bin by bin.
+    probabilities = depth_logits.softmax(dim=1)[0, :, 3, 3].tolist()
+    median = next(d for d in range(11) if sum(probabilities[: d + 1]) >= 0.5)
+    assert region[0, :, 3, 3].tolist() == [d <= median for d in range(11)]
+    blind = dataclasses.replace(surface, depth_aware=False)
+    probabilities = depth_logits.softmax(dim=1)[0, :, 0, 1].tolist()
+    median = next(d for d in range(11) if sum(probabilities[: d + 1]) >= 0.5)
+    region = voxel_region_bins(model, batch, depth_logits, blind)[0]
+    assert region[0, :, 0, 1].tolist() == [d <= median for d in range(11)]
+
+
 def test_unlabeled_samples_add_no_supervised_loss(synthetic_root, tmp_path):
     create_infos(str(synthetic_root), "v1.0-synthetic", str(tmp_path), show_progress=False)
     config = loop_config(tmp_path / "renderlss_infos_train.pkl", tmp_path)
@@ -302,6 +359,8 @@ def test_teacher_config_errors_name_the_key():
         load_experiment(DEMO, ["train.ema=True", "train.teacher.enabled=True"])
     with pytest.raises(ConfigError, match="train.teacher.opacity_threshold"):
         load_experiment(DEMO, ["train.teacher.opacity_threshold=1.5"])
+    with pytest.raises(ConfigError, match="train.teacher.voxel_region"):
+        load_experiment(DEMO, ["train.teacher.voxel_region='visible'"])
 
 
 @pytest.mark.parametrize(

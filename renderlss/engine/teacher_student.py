@@ -23,9 +23,11 @@ from __future__ import annotations
 import torch
 
 from renderlss.data.config import DataConfig
+from renderlss.models.depth_net import depth_distribution
 from renderlss.models.occupancy_net import OccupancyNet
 from renderlss.models.pseudo_labels import (
     PseudoRayLabels,
+    bins_up_to_surface,
     frustum_visibility,
     pseudo_ray_losses,
     pseudo_voxel_loss,
@@ -174,6 +176,24 @@ def empty_monitors(teacher: TeacherConfig, device: torch.device) -> dict[str, to
     return {f"{MONITOR_PREFIX}{name}": torch.zeros(2, device=device) for name in names}
 
 
+def voxel_region_bins(
+    teacher_model: OccupancyNet, batch: dict, depth_logits: torch.Tensor, teacher: TeacherConfig
+) -> torch.Tensor | None:
+    """[B, N, D, h, w] bool, the frustum points of ``teacher.voxel_region="surface"``: up to
+    each cell's surface in the teacher's lifted distribution (measured bins where
+    depth-aware); None for the whole frustums."""
+    if teacher.voxel_region == "frustum":
+        return None
+    measured = batch["targets"]["image_depth"].flatten(0, 1) if teacher.depth_aware else None
+    distribution = depth_distribution(
+        depth_logits,
+        measured,
+        teacher_model.config.depth.bins,
+        teacher_model.config.neck.out_stride,
+    )
+    return bins_up_to_surface(distribution).unflatten(0, batch["img"].shape[:2])
+
+
 def teacher_student_terms(
     teacher_model: OccupancyNet,
     batch: dict,
@@ -251,7 +271,11 @@ def teacher_student_terms(
             batch["intrinsic"],
             batch["cam2ego"],
         )
-        visible = frustum_visibility(points, teacher_model.grid)
+        visible = frustum_visibility(
+            points,
+            teacher_model.grid,
+            voxel_region_bins(teacher_model, batch, depth_logits, teacher),
+        )
         voxel_labels, keep = voxel_pseudo_labels(
             predictions["logits"], visible, teacher.voxel_confidence_threshold
         )

@@ -7,7 +7,9 @@ free (rays end on surfaces; no ray target is ever free). Depth targets are the t
 rendered depth on kept rays; depth-aware, a ray's measured LiDAR depth replaces it and the
 ray is kept for depth whatever the teacher's confidence. Voxel pseudo labels are the
 teacher's voxel argmax (free included) where its probability reaches a threshold, inside the
-voxels the cameras' frustums reach. Only unlabeled samples carry pseudo losses.
+voxels the cameras' frustums reach, or only the part of them in front of and at each feature
+cell's lifted surface (the occlusion-aware region, like Occ3D's camera mask). Only unlabeled
+samples carry pseudo losses.
 """
 
 from __future__ import annotations
@@ -113,15 +115,37 @@ def pseudo_ray_losses(
     )
 
 
-def frustum_visibility(points: torch.Tensor, grid: VoxelGrid) -> torch.Tensor:
+def bins_up_to_surface(distribution: torch.Tensor) -> torch.Tensor:
+    """The depth bins of each feature cell in front of and at its lifted surface.
+
+    The surface of a cell is its median bin: the first where the cumulative lifted mass
+    reaches 0.5 (a one-hot's own bin, so a measured depth's bin where depth-aware). Bins
+    behind it are occluded for that cell.
+
+    Args:
+        distribution: [M, D, h, w] the lift's depth distribution (sums to 1 over D).
+    Returns:
+        [M, D, h, w] bool: True where the mass strictly before the bin is below 0.5.
+    """
+    mass = distribution.detach().float()
+    return mass.cumsum(dim=1) - mass < 0.5
+
+
+def frustum_visibility(
+    points: torch.Tensor, grid: VoxelGrid, up_to_surface: torch.Tensor | None = None
+) -> torch.Tensor:
     """Voxels that hold a lifted frustum point of some camera: the region the cameras see.
 
     Args:
         points: [B, N, D, h, w, 3] frustum points in the grid's frame.
+        up_to_surface: [B, N, D, h, w] bool, the points that count (from
+            :func:`bins_up_to_surface`), or None for every point of the frustums.
     Returns:
         [B, X, Y, Z] bool.
     """
     index, valid = voxel_index(points, grid)
+    if up_to_surface is not None:
+        valid = valid & up_to_surface.view(valid.shape)
     visible = torch.zeros(
         points.shape[0] * math.prod(grid.shape), dtype=torch.bool, device=points.device
     )

@@ -38,9 +38,13 @@ class TeacherConfig:
     pseudo_depth_weight: float = 1.0  # SILog of the student's rendered depth
     pseudo_semantic_weight: float = 1.0  # CE of the student's rendered semantics
     # 3D pseudo labels: the teacher's voxel class where its probability reaches
-    # voxel_confidence_threshold, inside the voxels the cameras' frustums reach.
+    # voxel_confidence_threshold, inside voxel_region: "frustum", every voxel the cameras'
+    # frustums reach (occluded space included); "surface", only the voxels in front of and
+    # at each feature cell's lifted surface (its median depth bin, the measured one where
+    # depth-aware), which is where the labeled frames' 3D loss reads (Occ3D's camera mask).
     pseudo_voxel_weight: float = 0.0
     voxel_confidence_threshold: float = 0.9
+    voxel_region: Literal["frustum", "surface"] = "frustum"
     # Measured LiDAR depth of unlabeled frames: the depth target of its rays, and a one-hot
     # depth distribution in the teacher's lift at the feature cells that hold a point.
     depth_aware: bool = True
@@ -59,6 +63,10 @@ class TeacherConfig:
         for name in ("confidence_threshold", "opacity_threshold", "voxel_confidence_threshold"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{where}.{name}: must be in [0, 1], got {getattr(self, name)}")
+        if self.voxel_region not in ("frustum", "surface"):
+            raise ValueError(
+                f"{where}.voxel_region: must be 'frustum' or 'surface', got {self.voxel_region!r}"
+            )
         for name in ("pseudo_depth_weight", "pseudo_semantic_weight", "pseudo_voxel_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{where}.{name}: must be >= 0, got {getattr(self, name)}")
