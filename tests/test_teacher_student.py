@@ -278,6 +278,16 @@ def test_unlabeled_samples_add_no_supervised_loss(synthetic_root, tmp_path):
         assert view[key] is mixed[key]
     for key in ("origins", "dirs", "z_per_t"):
         assert view["targets"][key] is mixed["targets"][key]
+    # The LiDAR depth map as the lifting target: it returns, and only lss_depth reads it.
+    measured = mixed["targets"]["image_depth"]
+    assert bool((measured[1] > 0).any())
+    lifting = dataclasses.replace(config.train.teacher, lifting_depth_on_unlabeled=True)
+    lifted = student_view(mixed, labeled, config.data, lifting)
+    assert torch.equal(lifted["targets"]["image_depth"], measured)
+    with_lidar = supervised(lifted)
+    assert with_lidar.pop("lss_depth") != pytest.approx(alone["lss_depth"], rel=1e-3)
+    unlifted = {k: v for k, v in alone.items() if k != "lss_depth"}
+    assert with_lidar == pytest.approx(unlifted, rel=1e-5)
 
 
 def test_teacher_is_the_ema_of_the_saved_students_and_resumes_bit_identically(semi_infos, tmp_path):

@@ -81,8 +81,8 @@ def student_view(
 
     Unlabeled samples get jittered images, ray depth 0 in ``targets`` and ``query_targets``
     (no depth term and no ray-query point reads them), ray class ``ignore_index``, no
-    ``image_depth`` and voxel labels ``ignore_index`` (whatever their masks say). ``batch``
-    is not modified.
+    ``image_depth`` (unless ``teacher.lifting_depth_on_unlabeled``) and voxel labels
+    ``ignore_index`` (whatever their masks say). ``batch`` is not modified.
     """
     view = dict(batch)
     unlabeled = ~labeled
@@ -98,7 +98,9 @@ def student_view(
         ).unflatten(0, images[unlabeled].shape[:2])
         view["img"] = images
     ignore = data.classes.ignore_index
-    fills = dict(depth=0.0, semantics=ignore, image_depth=0.0)
+    fills = dict(depth=0.0, semantics=ignore)
+    if not teacher.lifting_depth_on_unlabeled:
+        fills["image_depth"] = 0.0
     for rays in ("targets", "query_targets"):
         if rays in batch:
             view[rays] = {

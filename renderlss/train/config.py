@@ -48,6 +48,10 @@ class TeacherConfig:
     # Measured LiDAR depth of unlabeled frames: the depth target of its rays, and a one-hot
     # depth distribution in the teacher's lift at the feature cells that hold a point.
     depth_aware: bool = True
+    # Unlabeled frames keep their LiDAR depth map (targets.image_depth) as the target of the
+    # student's lifting-depth term (lss_depth): a measurement, not a label, on frames whose
+    # geometry the strong view leaves unchanged.
+    lifting_depth_on_unlabeled: bool = False
     # Strong view of the student: factors drawn uniformly from [1 - s, 1 + s] per image.
     jitter_brightness: float = 0.3
     jitter_contrast: float = 0.3
