@@ -379,6 +379,7 @@ def test_teacher_config_errors_name_the_key():
         ("labeled_only", 2, 0.0, 0.75, False, True),
         ("teacher", 4, 1.0, 0.75, True, True),
         ("teacher_no_depth", 4, 1.0, 0.75, True, False),
+        ("teacher_lidar", 4, 1.0, 0.75, True, True),
         ("all_labeled", 2, 0.0, 0.0, False, True),
     ],
 )
@@ -426,3 +427,15 @@ def test_semi_configs_are_the_demo_but_for_the_unlabeled_frames(
         teacher,
         depth_aware,
     )
+
+
+def test_lidar_config_is_the_teacher_config_with_its_two_options():
+    # docs/teacher_student.md measured (b+) as (b) with these cfg-options.
+    options = [
+        "train.teacher.pseudo_voxel_weight=0.0",
+        "train.teacher.lifting_depth_on_unlabeled=True",
+        "train.work_dir='work_dirs/synthetic_semi_teacher_lidar'",
+    ]
+    measured = load_experiment(REPO / "configs" / "synthetic_semi_teacher.py", options)
+    shipped = load_experiment(REPO / "configs" / "synthetic_semi_teacher_lidar.py")
+    assert to_dict(shipped) == to_dict(measured)
