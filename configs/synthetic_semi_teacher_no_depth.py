@@ -6,16 +6,10 @@ _base_ = [
     "_base_/synthetic_scale.py",
     "_base_/losses_2d_3d.py",
     "_base_/synthetic_semi.py",
+    "_base_/synthetic_semi_unlabeled.py",
 ]
-
-data = dict(
-    batch_size=4,
-    unlabeled=dict(
-        ratio=1.0, infos=["data/synthetic_semi/infos/renderlss_infos_train_unlabeled.pkl"]
-    ),
-)
 
 train = dict(
     work_dir="work_dirs/synthetic_semi_teacher_no_depth",
-    teacher=dict(enabled=True, depth_aware=False),
+    teacher=dict(depth_aware=False),
 )
