@@ -1,6 +1,7 @@
 # (b+) The teacher-student run of (b) with the unlabeled frames' LiDAR depth maps kept as the
 # student's lifting-depth target (lss_depth) and no 3D pseudo labels: the setting that
-# recovers the (a)->(c) gap at 500 steps (docs/teacher_student.md, "Results at 500 steps").
+# recovers the (a)->(c) gap at 500 steps, most of it through the LiDAR target alone
+# (docs/teacher_student.md, "Results at 500 steps").
 _base_ = [
     "_base_/occ3d_nuscenes.py",
     "_base_/synthetic_scale.py",
