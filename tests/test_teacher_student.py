@@ -48,6 +48,7 @@ from renderlss.train.ema import EmaMomentum, ModelEMA
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs" / "synthetic_demo.py"
+ONLY_2D = REPO / "configs" / "synthetic_2d.py"
 # The tiny network on a coarse grid with few rays; the teacher on from the first step with
 # every ray kept, so that its pseudo losses shape every step.
 LOOP_OVERRIDES = [
@@ -288,6 +289,19 @@ def test_unlabeled_samples_add_no_supervised_loss(synthetic_root, tmp_path):
     assert with_lidar.pop("lss_depth") != pytest.approx(alone["lss_depth"], rel=1e-3)
     unlifted = {k: v for k, v in alone.items() if k != "lss_depth"}
     assert with_lidar == pytest.approx(unlifted, rel=1e-5)
+    # Its rays' LiDAR depth for the depth and ray-query terms; their classes stay removed.
+    ray_depth = dataclasses.replace(config.train.teacher, ray_depth_on_unlabeled=True)
+    measured_rays = student_view(mixed, labeled, config.data, ray_depth)
+    for rays in ("targets", "query_targets"):
+        if rays in mixed:
+            assert torch.equal(measured_rays[rays]["depth"], mixed[rays]["depth"])
+            assert (measured_rays[rays]["semantics"][1] == 255).all()
+    with_rays = supervised(measured_rays)
+    # The query points before its surfaces are free: query_semantic learns the free class.
+    read = ("depth", "query", "query_semantic")
+    for name in read:
+        assert with_rays.pop(name) != pytest.approx(alone[name], rel=1e-5), name
+    assert with_rays == pytest.approx({k: v for k, v in alone.items() if k not in read}, rel=1e-5)
 
 
 def test_teacher_is_the_ema_of_the_saved_students_and_resumes_bit_identically(semi_infos, tmp_path):
@@ -374,23 +388,27 @@ def test_teacher_config_errors_name_the_key():
 
 
 @pytest.mark.parametrize(
-    "name, batch_size, ratio, fraction, teacher, depth_aware",
+    "name, reference, batch_size, ratio, fraction, teacher, depth_aware",
     [
-        ("labeled_only", 2, 0.0, 0.75, False, True),
-        ("teacher", 4, 1.0, 0.75, True, True),
-        ("teacher_no_depth", 4, 1.0, 0.75, True, False),
-        ("teacher_lidar", 4, 1.0, 0.75, True, True),
-        ("all_labeled", 2, 0.0, 0.0, False, True),
+        ("labeled_only", DEMO, 2, 0.0, 0.75, False, True),
+        ("teacher", DEMO, 4, 1.0, 0.75, True, True),
+        ("teacher_no_depth", DEMO, 4, 1.0, 0.75, True, False),
+        ("teacher_lidar", DEMO, 4, 1.0, 0.75, True, True),
+        ("all_labeled", DEMO, 2, 0.0, 0.0, False, True),
+        ("2d_labeled_only", ONLY_2D, 2, 0.0, 0.75, False, True),
+        ("2d_teacher", ONLY_2D, 4, 1.0, 0.75, True, True),
+        ("2d_all_labeled", ONLY_2D, 2, 0.0, 0.0, False, True),
     ],
 )
 def test_semi_configs_are_the_demo_but_for_the_unlabeled_frames(
-    name, batch_size, ratio, fraction, teacher, depth_aware
+    name, reference, batch_size, ratio, fraction, teacher, depth_aware
 ):
-    # The semi runs read their own dataroot (camera sweeps) and train for their own budget.
+    # The semi runs read their own dataroot (camera sweeps) and train for their own budget;
+    # the 2D-only rows are configs/synthetic_2d.py in the same way.
     semi_root = "data/synthetic_semi/infos/"
     demo = to_dict(
         load_experiment(
-            DEMO,
+            reference,
             [
                 f"data.train_infos='{semi_root}renderlss_infos_train.pkl'",
                 f"data.val_infos='{semi_root}renderlss_infos_val.pkl'",

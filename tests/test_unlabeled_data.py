@@ -30,6 +30,7 @@ from renderlss.data.info_builder import create_infos
 from renderlss.data.training_set import make_training_loader, training_records
 from renderlss.data.unlabeled import is_labeled, unlabeled_scene_names
 from renderlss.data.unlabeled_infos import camera_groups
+from renderlss.engine.cli import split_infos
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.models.losses import occupancy_ce_loss, semantic_ce_loss
 from renderlss.records.infos import load_infos
@@ -272,6 +273,16 @@ def test_marked_keyframes_never_leak_labels(fixture_infos):
         if seen >= 3:
             break
     assert seen == 3
+
+
+def test_training_split_of_evaluation_tools_has_labeled_keyframes_only(fixture_infos):
+    config = fixture_config(fixture_infos, keyframe_fraction=0.5, ratio=1.0, seed=0)
+    _, training = training_records(config)
+    labeled_tokens = [info["token"] for info in training if is_labeled(info)]
+    _, records = split_infos(config, "train")
+    assert [info["token"] for info in records] == labeled_tokens
+    assert all(info["occ_path"] for info in records)
+    assert split_infos(fixture_config(fixture_infos), "train") == str(fixture_infos)
 
 
 def test_unlabeled_infos_join_the_training_set(synthetic_root):

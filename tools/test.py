@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--baselines",
         action="store_true",
         help="also score the all-free and column-majority occupancy baselines and the "
-        "images-blind depth prior (all fitted on data.train_infos)",
+        "images-blind depth prior (all fitted on data.train_infos: its labeled keyframes when "
+        "data.unlabeled.keyframe_fraction treats some as unlabeled)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         setup = setup_from_arguments(args)
         baselines, depth_prior = None, None
         if args.baselines:
-            train_set = eval_dataset(setup.config, split_infos(setup.config, "train"))
+            train_set = eval_dataset(setup.config, split_infos(setup.config.data, "train"))
             baselines = fit_baselines(train_set, setup.config, setup.eval_config)
             depth_prior = fit_depth_prior(train_set, setup.config, setup.eval_config)
     except STARTUP_ERRORS as err:

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 import torch
 
 from renderlss.configuration import ConfigError
+from renderlss.data.config import DataConfig
 from renderlss.data.dataset import OccDataset
+from renderlss.data.unlabeled import is_labeled, mark_unlabeled_keyframes
 from renderlss.engine.build import WEIGHT_FIELDS, load_trained_model
 from renderlss.engine.evaluation import eval_dataset
 from renderlss.engine.experiment import ExperimentConfig, load_experiment
 from renderlss.eval.config import EvalConfig
 from renderlss.models.occupancy_net import OccupancyNet
+from renderlss.records.infos import load_infos
 from renderlss.train.checkpoint import CheckpointError, NonFiniteWeightsError
 from renderlss.train.cpu_threads import choose_threads, usable_physical_cores
 from renderlss.train.distributed import CollectiveTimeoutError, DistInfo, init_distributed
@@ -33,14 +36,25 @@ STARTUP_ERRORS = (ConfigError, CheckpointError, ValueError, FileNotFoundError)
 RUN_ERRORS = STARTUP_ERRORS + (NonFiniteLossError, NonFiniteWeightsError, CollectiveTimeoutError)
 
 
-def split_infos(config: ExperimentConfig, split: str) -> str:
-    """The info file of ``split`` ("train" or "val") named by the config's data section."""
+def split_infos(data: DataConfig, split: str) -> str | tuple[dict, list[dict]]:
+    """The info file of ``split`` ("train" or "val") named by the config's data section.
+
+    On the training split of a config that treats a share of the keyframes as unlabeled
+    (``data.unlabeled.keyframe_fraction``), ``(metadata, records)`` of its labeled keyframes
+    only: a threshold or a baseline fitted there must not read the labels the run goes
+    without.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    path = getattr(config.data, f"{split}_infos")
+    path = getattr(data, f"{split}_infos")
     if not path:
         raise ValueError(f"data.{split}_infos is not set in the config")
-    return path
+    unlabeled = data.unlabeled
+    if split != "train" or unlabeled.keyframe_fraction == 0:
+        return path
+    metadata, records = load_infos(path)
+    marked = mark_unlabeled_keyframes(records, unlabeled.keyframe_fraction, unlabeled.seed)
+    return metadata, [info for info in marked if is_labeled(info)]
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, example: str) -> None:
@@ -134,5 +148,5 @@ def setup_from_arguments(args: argparse.Namespace) -> EvaluationSetup:
     configure_cpu_threads(config)
     dist = init_distributed(device=args.device, timeout_s=config.train.dist_timeout_s)
     model = load_trained_model(config, args.checkpoint, args.weights, dist.device)
-    dataset = eval_dataset(config, split_infos(config, args.split))
+    dataset = eval_dataset(config, split_infos(config.data, args.split))
     return EvaluationSetup(dist, config, config.eval, model, dataset)

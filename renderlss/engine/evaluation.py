@@ -81,9 +81,12 @@ from renderlss.train.distributed import all_reduce_sum, is_main_process, rank, w
 # --------------------------------------------------------------------------- inputs
 
 
-def eval_dataset(config: ExperimentConfig, infos: str | Path) -> OccDataset:
-    """An eval-mode dataset of ``infos``. Ray targets are switched off: the runner projects
-    the LiDAR itself, without the training-time weighted ray sampling.
+def eval_dataset(
+    config: ExperimentConfig, infos: str | Path | tuple[dict, list[dict]]
+) -> OccDataset:
+    """An eval-mode dataset of ``infos`` (a file, or ``(metadata, records)``). Ray targets
+    are switched off: the runner projects the LiDAR itself, without the training-time
+    weighted ray sampling.
 
     Occ3D labels are loaded whenever every record names a label file and the label grid
     nests the model grid, whatever the losses use (``data.load_occ`` is about training);

@@ -4,8 +4,10 @@ The batch's ``labeled`` [B] bool tells labeled samples from unlabeled ones. The 
 :func:`student_view`: the batch with the images of unlabeled samples photometrically
 jittered (the strong view; geometry unchanged, so the rays, augmentation matrices and LiDAR
 pixels stay those of the batch) and every label of unlabeled samples removed, so they add
-nothing to the supervised terms (with ``lifting_depth_on_unlabeled`` their LiDAR depth map,
-a measurement, stays the target of the lifting-depth term). The teacher (the EMA of the
+nothing to the supervised terms (LiDAR is a measurement, not a label: with
+``lifting_depth_on_unlabeled`` their LiDAR depth map stays the target of the lifting-depth
+term, with ``ray_depth_on_unlabeled`` their rays' depth that of the rendered-depth and
+ray-query terms). The teacher (the EMA of the
 student, eval mode, no gradient) sees the batch as it is (the weak view: the same geometric
 augmentation, no jitter), so its rendering along the batch's rays is the student's rays seen
 by the teacher. Depth-aware, the teacher lifts with a one-hot at the measured bin at the
@@ -81,9 +83,10 @@ def student_view(
     """The student's batch: unlabeled samples jittered and without labels.
 
     Unlabeled samples get jittered images, ray depth 0 in ``targets`` and ``query_targets``
-    (no depth term and no ray-query point reads them), ray class ``ignore_index``, no
-    ``image_depth`` (unless ``teacher.lifting_depth_on_unlabeled``) and voxel labels
-    ``ignore_index`` (whatever their masks say). ``batch`` is not modified.
+    (no depth term and no ray-query point reads them; unless
+    ``teacher.ray_depth_on_unlabeled``), ray class ``ignore_index``, no ``image_depth``
+    (unless ``teacher.lifting_depth_on_unlabeled``) and voxel labels ``ignore_index``
+    (whatever their masks say). ``batch`` is not modified.
     """
     view = dict(batch)
     unlabeled = ~labeled
@@ -99,7 +102,9 @@ def student_view(
         ).unflatten(0, images[unlabeled].shape[:2])
         view["img"] = images
     ignore = data.classes.ignore_index
-    fills = dict(depth=0.0, semantics=ignore)
+    fills: dict[str, float | int] = dict(semantics=ignore)
+    if not teacher.ray_depth_on_unlabeled:
+        fills["depth"] = 0.0
     if not teacher.lifting_depth_on_unlabeled:
         fills["image_depth"] = 0.0
     for rays in ("targets", "query_targets"):

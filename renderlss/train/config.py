@@ -52,6 +52,11 @@ class TeacherConfig:
     # student's lifting-depth term (lss_depth): a measurement, not a label, on frames whose
     # geometry the strong view leaves unchanged.
     lifting_depth_on_unlabeled: bool = False
+    # Unlabeled frames keep the LiDAR depth of their rays (targets.depth and
+    # query_targets.depth), so the rendered-depth and ray-query terms read them: what 2D-only
+    # training learns from a frame without lidarseg. Their classes stay removed; the ray-query
+    # points before a measured surface still teach the free class.
+    ray_depth_on_unlabeled: bool = False
     # Strong view of the student: factors drawn uniformly from [1 - s, 1 + s] per image.
     jitter_brightness: float = 0.3
     jitter_contrast: float = 0.3

@@ -1,0 +1,23 @@
+# (b) of the 2D-only semi-supervised rows: frames without lidarseg keep their LiDAR depth, a
+# measurement, for every depth term (rendered depth, ray queries, lifting), and the
+# depth-aware EMA teacher gives their rays' classes, at the weight of the supervised semantic
+# term. Depth-aware, its pseudo depth would be the same LiDAR depth again, so it is off.
+_base_ = [
+    "_base_/occ3d_nuscenes.py",
+    "_base_/synthetic_scale.py",
+    "_base_/losses_2d.py",
+    "_base_/synthetic_semi.py",
+    "_base_/synthetic_semi_unlabeled.py",
+]
+
+train = dict(
+    work_dir="work_dirs/synthetic_semi_2d_teacher",
+    teacher=dict(
+        depth_aware=True,
+        lifting_depth_on_unlabeled=True,
+        ray_depth_on_unlabeled=True,
+        pseudo_depth_weight=0.0,
+        pseudo_semantic_weight=1.0,
+        pseudo_voxel_weight=0.0,
+    ),
+)
