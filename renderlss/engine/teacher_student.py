@@ -7,13 +7,13 @@ pixels stay those of the batch) and every label of unlabeled samples removed, so
 nothing to the supervised terms (LiDAR is a measurement, not a label: with
 ``lifting_depth_on_unlabeled`` their LiDAR depth map stays the target of the lifting-depth
 term, with ``ray_depth_on_unlabeled`` their rays' depth that of the rendered-depth and
-ray-query terms). The teacher (the EMA of the
-student, eval mode, no gradient) sees the batch as it is (the weak view: the same geometric
-augmentation, no jitter), so its rendering along the batch's rays is the student's rays seen
-by the teacher. Depth-aware, the teacher lifts with a one-hot at the measured bin at the
-feature cells that hold a LiDAR point (``targets.image_depth``). Its rendering gives the
-pseudo labels of :mod:`renderlss.models.pseudo_labels`, learnt on the unlabeled samples with
-weights that ramp up after ``start_step``.
+ray-query terms). The teacher (the EMA of the student, eval mode, no gradient) sees the
+batch as it is (the weak view: the same geometric augmentation, no jitter), so its rendering
+along the batch's rays is the student's rays seen by the teacher. Depth-aware, the teacher
+lifts with a one-hot at the measured bin at the feature cells that hold a LiDAR point
+(``targets.image_depth``). Its rendering gives the pseudo labels of
+:mod:`renderlss.models.pseudo_labels`, learnt on the unlabeled samples with weights that
+ramp up after ``start_step``.
 
 Monitoring values are (sum, count) pairs so that micro-batches and processes combine into
 exact ratios: the share of unlabeled rays kept, the kept rays' class agreement with the
