@@ -3,6 +3,7 @@ free unlabeled samples, the teacher as the EMA of the saved students, and resumi
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import shutil
@@ -28,8 +29,10 @@ from renderlss.data.unlabeled import strip_labels
 from renderlss.engine.build import build_model
 from renderlss.engine.experiment import load_experiment
 from renderlss.engine.teacher_student import (
+    pseudo_voxel_region,
     pseudo_weight_factor,
     student_view,
+    teacher_student_terms,
     voxel_region_bins,
 )
 from renderlss.engine.trainer import Trainer, train
@@ -40,6 +43,7 @@ from renderlss.models.pseudo_labels import (
     frustum_visibility,
     pseudo_ray_losses,
     ray_pseudo_labels,
+    voxel_pseudo_labels,
 )
 from renderlss.records.infos import load_infos, save_infos
 from renderlss.train.checkpoint import load_checkpoint
@@ -236,6 +240,117 @@ def test_surface_region_reads_the_measured_bins_when_depth_aware(synthetic_root,
     assert region[0, :, 0, 1].tolist() == [d <= median for d in range(11)]
 
 
+def test_voxel_filter_keeps_confident_voxels_and_drops_free_on_measured_surfaces():
+    # Four voxels in a row, classes 0..2 with free = 2, threshold 0.8.
+    probabilities = torch.tensor(
+        [
+            [0.90, 0.05, 0.05],  # kept
+            [0.05, 0.05, 0.90],  # free: kept, unless the voxel is a measured surface
+            [0.50, 0.40, 0.10],  # not confident
+            [0.05, 0.90, 0.05],  # confident, outside the region
+        ]
+    )
+    logits = probabilities.log().T.reshape(1, 3, 4, 1, 1)
+    region = torch.tensor([True, True, True, False]).view(1, 4, 1, 1)
+    labels, keep = voxel_pseudo_labels(logits, region, 0.8)
+    assert labels.flatten().tolist() == [0, 2, 0, 1]
+    assert keep.flatten().tolist() == [True, True, False, False]
+    _, measured_keep = voxel_pseudo_labels(logits, region, 0.8, exclude_class=2)
+    assert measured_keep.flatten().tolist() == [True, False, False, False]
+
+
+def test_measured_region_is_where_the_unlabeled_lidar_rays_end(synthetic_root, tmp_path):
+    create_infos(str(synthetic_root), "v1.0-synthetic", str(tmp_path), show_progress=False)
+    config = load_experiment(
+        ONLY_2D,
+        [
+            *TINY_NETWORK_OVERRIDES,
+            "data.load_occ=False",
+            "data.targets.adjacent_keyframes=0",
+            "data.grid.point_cloud_range=(-12.8,-12.8,-1.0,12.8,12.8,5.4)",
+            "data.grid.voxel_size=(1.6,1.6,1.6)",
+            "data.targets.num_rays=128",
+            "data.targets.query_rays=512",
+            "model.loss.class_counts=''",
+            f"data.train_infos={str(tmp_path / 'renderlss_infos_train.pkl')!r}",
+            "train.teacher.enabled=True",
+            "train.teacher.ray_depth_on_unlabeled=True",
+            "train.teacher.voxel_region='measured'",
+            "train.teacher.pseudo_voxel_weight=1.0",
+            "train.teacher.voxel_confidence_threshold=0.0",
+        ],
+    )
+    teacher = config.train.teacher
+    dataset = OccDataset(config.data.train_infos, config.data, train=False)
+    mixed = collate([dataset[0], dataset[1]])
+    labeled = torch.tensor([True, False])
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    view = student_view(mixed, labeled, config.data, teacher)
+    with torch.no_grad():
+        predictions, rendered = model(view)
+    region = pseudo_voxel_region(model, mixed, predictions["depth_logits"], predictions, teacher)
+
+    # Independently: the voxel just behind each measured surface of the unlabeled sample's
+    # query rays (the occupied points lie within a quarter voxel behind it).
+    grid = model.grid
+    rays = mixed["query_targets"]
+    depth = rays["depth"][1].float()
+    t = depth / rays["z_per_t"][1].float() + 0.125 * min(grid.voxel_size)
+    points = rays["origins"][1].float() + t[:, None] * rays["dirs"][1].float()
+    low = torch.tensor(grid.point_cloud_range[:3])
+    cell = torch.floor((points - low) / torch.tensor(grid.voxel_size)).long()
+    inside = (depth > 0) & ((cell >= 0) & (cell < torch.tensor(grid.shape))).all(dim=-1)
+    expected = torch.zeros(grid.shape, dtype=torch.bool)
+    expected[tuple(cell[inside].T)] = True
+    assert int(expected.sum()) > 20
+
+    def grown(mask: torch.Tensor) -> torch.Tensor:  # one voxel of tolerance each way
+        return torch.nn.functional.max_pool3d(mask[None, None].float(), 3, 1, 1)[0, 0] > 0
+
+    assert bool((region[1] <= grown(expected)).all()) and bool((expected <= grown(region[1])).all())
+    assert int((region[1] & expected).sum()) >= 0.9 * int(expected.sum())
+
+    # The loss: the unlabeled sample's measured voxels whose teacher class is not free. The
+    # teacher calls every other voxel (in x) free, so that both kinds are there.
+    free = config.data.classes.free_index
+    teacher_model = copy.deepcopy(model)
+    volume = teacher_model.volume
+
+    def half_free_volume(batch: dict, measured: torch.Tensor | None = None) -> dict:
+        out = volume(batch, measured)
+        out["logits"][:, free, ::2] += 100.0
+        return out
+
+    teacher_model.volume = half_free_volume
+    terms, monitors = teacher_student_terms(
+        teacher_model,
+        mixed,
+        labeled,
+        predictions,
+        rendered,
+        teacher,
+        config.data,
+        {},
+        (0.85, 1e-3),
+        1.0,
+    )
+    with torch.no_grad():
+        teacher_logits = half_free_volume(mixed, mixed["targets"]["image_depth"])["logits"]
+    classes = teacher_logits[1].argmax(dim=0)
+    kept = region[1] & (classes != free)
+    assert 0 < int(kept.sum()) < int(region[1].sum())
+    student = predictions["logits"][1].movedim(0, -1)[kept]
+    expected_loss = torch.nn.functional.cross_entropy(student, classes[kept])
+    assert terms["pseudo_voxel"].item() == pytest.approx(expected_loss.item(), rel=1e-5)
+    share = monitors["teacher/voxel_kept_share"]
+    assert share.tolist() == [float(kept.sum()), float(region[1].sum())]
+
+    # Without the ray-query voxel labels there is no measured region to read.
+    with pytest.raises(ValueError, match="query_sampling='voxel'"):
+        pseudo_voxel_region(model, mixed, predictions["depth_logits"], {}, teacher)
+
+
 def test_unlabeled_samples_add_no_supervised_loss(synthetic_root, tmp_path):
     create_infos(str(synthetic_root), "v1.0-synthetic", str(tmp_path), show_progress=False)
     config = loop_config(tmp_path / "renderlss_infos_train.pkl", tmp_path)
@@ -385,6 +500,8 @@ def test_teacher_config_errors_name_the_key():
         load_experiment(DEMO, ["train.teacher.opacity_threshold=1.5"])
     with pytest.raises(ConfigError, match="train.teacher.voxel_region"):
         load_experiment(DEMO, ["train.teacher.voxel_region='visible'"])
+    with pytest.raises(ConfigError, match="set ray_depth_on_unlabeled=True"):
+        load_experiment(DEMO, ["train.teacher.voxel_region='measured'"])
 
 
 @pytest.mark.parametrize(

@@ -202,6 +202,44 @@ def voxel_region_bins(
     return bins_up_to_surface(distribution).unflatten(0, batch["img"].shape[:2])
 
 
+def pseudo_voxel_region(
+    teacher_model: OccupancyNet,
+    batch: dict,
+    depth_logits: torch.Tensor,
+    student_predictions: dict[str, torch.Tensor],
+    teacher: TeacherConfig,
+) -> torch.Tensor:
+    """[B, X, Y, Z] bool, where ``teacher.voxel_region`` lets voxel pseudo labels be: the
+    voxels of the cameras' frustums (up to each cell's lifted surface for ``"surface"``), or
+    for ``"measured"`` those the batch's measured query rays end in (the student's ray-query
+    voxel labels, state 2).
+
+    Args:
+        depth_logits: [B*N, D, h, w] the teacher's lifting logits.
+        student_predictions: the student's outputs, with ``queries`` for ``"measured"``.
+    """
+    if teacher.voxel_region == "measured":
+        queries = student_predictions.get("queries", {})
+        if "voxel_state" not in queries:
+            raise ValueError(
+                "train.teacher.voxel_region='measured' needs the ray-query voxel labels: "
+                "model.loss.query_sampling='voxel' with query_weight or "
+                "query_semantic_weight > 0"
+            )
+        return queries["voxel_state"] == 2
+    points = frustum_points(
+        teacher_model.depth_centers,
+        tuple(depth_logits.shape[-2:]),
+        teacher_model.config.neck.out_stride,
+        batch["img_aug"],
+        batch["intrinsic"],
+        batch["cam2ego"],
+    )
+    return frustum_visibility(
+        points, teacher_model.grid, voxel_region_bins(teacher_model, batch, depth_logits, teacher)
+    )
+
+
 def teacher_student_terms(
     teacher_model: OccupancyNet,
     batch: dict,
@@ -270,29 +308,24 @@ def teacher_student_terms(
     )
     monitors.update({f"{MONITOR_PREFIX}{name}": pair for name, pair in ray_pairs.items()})
     if teacher.pseudo_voxel_weight:
-        depth_logits = predictions["depth_logits"]
-        points = frustum_points(
-            teacher_model.depth_centers,
-            tuple(depth_logits.shape[-2:]),
-            teacher_model.config.neck.out_stride,
-            batch["img_aug"],
-            batch["intrinsic"],
-            batch["cam2ego"],
-        )
-        visible = frustum_visibility(
-            points,
-            teacher_model.grid,
-            voxel_region_bins(teacher_model, batch, depth_logits, teacher),
+        visible = pseudo_voxel_region(
+            teacher_model, batch, predictions["depth_logits"], student_predictions, teacher
         )
         voxel_labels, keep = voxel_pseudo_labels(
-            predictions["logits"], visible, teacher.voxel_confidence_threshold
+            predictions["logits"],
+            visible,
+            teacher.voxel_confidence_threshold,
+            # A LiDAR ray ends on a surface: a free teacher class there is a disagreement.
+            data.classes.free_index if teacher.voxel_region == "measured" else None,
         )
+        # The measured voxels are the ray-query term's occupied ones: its class weights.
+        weights_of = "semantic" if teacher.voxel_region == "measured" else "occ3d"
         losses["pseudo_voxel"] = pseudo_voxel_loss(
             student_predictions["logits"],
             voxel_labels,
             keep,
             unlabeled,
-            class_weights.get("occ3d"),
+            class_weights.get(weights_of),
         )
         unlabeled_visible = visible & unlabeled.view(-1, 1, 1, 1)
         monitors[f"{MONITOR_PREFIX}voxel_kept_share"] = _ratio(keep, unlabeled_visible)

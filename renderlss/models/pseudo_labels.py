@@ -154,19 +154,27 @@ def frustum_visibility(
 
 
 def voxel_pseudo_labels(
-    logits: torch.Tensor, visible: torch.Tensor, confidence_threshold: float
+    logits: torch.Tensor,
+    visible: torch.Tensor,
+    confidence_threshold: float,
+    exclude_class: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The teacher's voxel classes and where they are confident enough to learn from.
 
     Args:
         logits: [B, K, X, Y, Z] teacher voxel logits (free class included).
-        visible: [B, X, Y, Z] bool, from :func:`frustum_visibility`.
+        visible: [B, X, Y, Z] bool, from :func:`frustum_visibility` or the measured voxels.
         confidence_threshold: kept where the class probability is >= this.
+        exclude_class: a class never kept: the free class where the ``visible`` voxels are
+            measured surfaces, on which a free teacher class is a disagreement.
     Returns:
         labels [B, X, Y, Z] int64, keep [B, X, Y, Z] bool.
     """
     probability, labels = logits.detach().float().softmax(dim=1).max(dim=1)
-    return labels, visible & (probability >= confidence_threshold)
+    keep = visible & (probability >= confidence_threshold)
+    if exclude_class is not None:
+        keep = keep & (labels != exclude_class)
+    return labels, keep
 
 
 def pseudo_voxel_loss(

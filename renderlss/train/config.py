@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+VOXEL_REGIONS = ("frustum", "surface", "measured")
+
 
 @dataclass
 class TeacherConfig:
@@ -41,10 +43,14 @@ class TeacherConfig:
     # voxel_confidence_threshold, inside voxel_region: "frustum", every voxel the cameras'
     # frustums reach (occluded space included); "surface", only the voxels in front of and
     # at each feature cell's lifted surface (its median depth bin, the measured one where
-    # depth-aware), which is where the labeled frames' 3D loss reads (Occ3D's camera mask).
+    # depth-aware), which is where the labeled frames' 3D loss reads (Occ3D's camera mask);
+    # "measured", only the voxels the unlabeled frame's LiDAR rays end in (the ray-query
+    # term's occupied voxels; needs ray_depth_on_unlabeled and model.loss.query_sampling
+    # "voxel"), where the teacher's class is not free: the LiDAR says where, the teacher
+    # what, for 2D-only training, whose 3D classes come from the ray-query term alone.
     pseudo_voxel_weight: float = 0.0
     voxel_confidence_threshold: float = 0.9
-    voxel_region: Literal["frustum", "surface"] = "frustum"
+    voxel_region: Literal["frustum", "surface", "measured"] = "frustum"
     # Measured LiDAR depth of unlabeled frames: the depth target of its rays, and a one-hot
     # depth distribution in the teacher's lift at the feature cells that hold a point.
     depth_aware: bool = True
@@ -72,9 +78,14 @@ class TeacherConfig:
         for name in ("confidence_threshold", "opacity_threshold", "voxel_confidence_threshold"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{where}.{name}: must be in [0, 1], got {getattr(self, name)}")
-        if self.voxel_region not in ("frustum", "surface"):
+        if self.voxel_region not in VOXEL_REGIONS:
             raise ValueError(
-                f"{where}.voxel_region: must be 'frustum' or 'surface', got {self.voxel_region!r}"
+                f"{where}.voxel_region: must be one of {VOXEL_REGIONS}, got {self.voxel_region!r}"
+            )
+        if self.voxel_region == "measured" and not self.ray_depth_on_unlabeled:
+            raise ValueError(
+                f"{where}.voxel_region='measured' reads the unlabeled frames' LiDAR rays: "
+                "set ray_depth_on_unlabeled=True"
             )
         for name in ("pseudo_depth_weight", "pseudo_semantic_weight", "pseudo_voxel_weight"):
             if getattr(self, name) < 0:
