@@ -500,6 +500,11 @@ def test_teacher_config_errors_name_the_key():
         load_experiment(DEMO, ["train.teacher.opacity_threshold=1.5"])
     with pytest.raises(ConfigError, match="train.teacher.voxel_region"):
         load_experiment(DEMO, ["train.teacher.voxel_region='visible'"])
+    with pytest.raises(ConfigError, match=r"train.teacher.start_step \(10\) >= train.max_steps"):
+        load_experiment(
+            DEMO,
+            ["train.teacher.enabled=True", "train.teacher.start_step=10", "train.max_steps=10"],
+        )
     with pytest.raises(ConfigError, match="set ray_depth_on_unlabeled=True"):
         load_experiment(DEMO, ["train.teacher.voxel_region='measured'"])
 

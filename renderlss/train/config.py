@@ -147,4 +147,9 @@ class TrainConfig:
                 f"{where}: ema and teacher.enabled are exclusive: the teacher is the run's EMA "
                 f"(its momentum is set in {where}.teacher)"
             )
+        if self.teacher.enabled and self.teacher.start_step >= self.max_steps:
+            raise ValueError(
+                f"{where}.teacher.start_step ({self.teacher.start_step}) >= {where}.max_steps "
+                f"({self.max_steps}): the teacher would never run"
+            )
         self.teacher.validate(f"{where}.teacher")
