@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
-VOXEL_REGIONS = ("frustum", "surface", "measured")
+VoxelRegion = Literal["frustum", "surface", "measured"]
+VOXEL_REGIONS = get_args(VoxelRegion)
 
 
 @dataclass
@@ -50,7 +51,7 @@ class TeacherConfig:
     # what, for 2D-only training, whose 3D classes come from the ray-query term alone.
     pseudo_voxel_weight: float = 0.0
     voxel_confidence_threshold: float = 0.9
-    voxel_region: Literal["frustum", "surface", "measured"] = "frustum"
+    voxel_region: VoxelRegion = "frustum"
     # Measured LiDAR depth of unlabeled frames: the depth target of its rays, and a one-hot
     # depth distribution in the teacher's lift at the feature cells that hold a point.
     depth_aware: bool = True
