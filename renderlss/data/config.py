@@ -106,8 +106,23 @@ class TargetConfig:
     # Ego-vehicle body in the ego frame (x0, y0, z0, x1, y1, z1); LiDAR returns inside it
     # are dropped. The default covers a nuScenes-sized car with the rear axle at the origin.
     ego_box: tuple[float, float, float, float, float, float] = DEFAULT_EGO_BOX
+    # LiDAR points the camera cannot see (the LiDAR sees over near cars) carry the depth of
+    # what lies behind the car; they are dropped when, in at least lidar_hidden_min_sectors
+    # of the four quadrants of the window of lidar_hidden_radius pixels (at an image 400 px
+    # wide, scaled with the width) around them, a point is nearer than depth * (1 - margin).
+    # 0 = keep every projected point (renderlss.targets.lidar.HiddenPointTest).
+    lidar_hidden_radius: int = 0
+    lidar_hidden_margin: float = 0.1
+    lidar_hidden_min_sectors: int = 4
 
     def validate(self, where: str) -> None:
+        if self.lidar_hidden_radius < 0 or not 1 <= self.lidar_hidden_min_sectors <= 4:
+            raise ValueError(
+                f"{where}: lidar_hidden_radius must be >= 0 and lidar_hidden_min_sectors "
+                f"in 1..4, got {self.lidar_hidden_radius} and {self.lidar_hidden_min_sectors}"
+            )
+        if not 0.0 <= self.lidar_hidden_margin < 1.0:
+            raise ValueError(f"{where}.lidar_hidden_margin: must be in [0, 1)")
         unknown = set(self.sources) - set(TARGET_SOURCE_NAMES)
         if unknown:
             raise ValueError(

@@ -30,6 +30,7 @@ from renderlss.geometry.grid import VoxelGrid
 from renderlss.records.infos import camera_to_key_ego, info_intrinsic
 from renderlss.records.oracle import ORACLE_DIR
 from renderlss.targets.dense_depth_files import DenseDepthTargetSource
+from renderlss.targets.lidar import HiddenPointTest
 from renderlss.targets.oracle import OracleTargetSource
 from renderlss.targets.pixel_targets import PixelTargets
 from renderlss.targets.semantic_label_files import SemanticLabelSource
@@ -50,6 +51,15 @@ class WeightedSource:
         return targets
 
 
+def hidden_point_test(config: TargetConfig) -> HiddenPointTest | None:
+    """The LiDAR source's hidden-point test of ``config`` (None when its radius is 0)."""
+    if config.lidar_hidden_radius == 0:
+        return None
+    return HiddenPointTest(
+        config.lidar_hidden_radius, config.lidar_hidden_margin, config.lidar_hidden_min_sectors
+    )
+
+
 def make_target_sources(
     config: TargetConfig, dataroot: str | Path, classes: ClassesConfig
 ) -> list[TargetSource]:
@@ -61,6 +71,7 @@ def make_target_sources(
             classes.ignore_index,
             config.ego_box,
             config.min_depth,
+            hidden_point_test(config),
         ),
         "dense_depth": lambda: DenseDepthTargetSource(config.dense_depth_dir, classes.ignore_index),
         "sam_labels": lambda: SemanticLabelSource(

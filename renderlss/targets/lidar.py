@@ -6,11 +6,13 @@ the LiDAR's and the camera's timestamps, so each uses its own ego pose.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from renderlss.geometry import compose, invert_pose, nearest_per_pixel, project_to_image
+from renderlss.labels.visibility import hidden_points
 from renderlss.targets.pixel_targets import PixelTargets
 
 POINT_DIMS = 5  # x, y, z, intensity, ring: the nuScenes .pcd.bin layout
@@ -18,6 +20,40 @@ POINT_DIMS = 5  # x, y, z, intensity, ring: the nuScenes .pcd.bin layout
 # dropped. It covers a nuScenes-sized car with the rear axle at the origin.
 DEFAULT_EGO_BOX = (-1.2, -1.1, -0.5, 3.6, 1.1, 2.2)
 DEFAULT_MIN_DEPTH = 0.5  # camera-z metres; nearer points are dropped
+# Image width at which the hidden-point radius is stated: one sweep's points lie further
+# apart in pixels in a wider image, so the window grows with the width.
+HIDDEN_RADIUS_REFERENCE_WIDTH = 400
+
+
+@dataclass(frozen=True)
+class HiddenPointTest:
+    """Drops projected points that the camera cannot see.
+
+    The LiDAR sits higher than the cameras and elsewhere on the car, so it sees the ground and
+    walls behind a near car that the camera's view of the car hides. One z-buffer pixel per
+    point does not remove them (the car's own points are a few pixels apart), so such a point
+    lands on the car's pixels with the depth of what lies behind it. The quadrant test of
+    ``renderlss.labels.visibility.hidden_points`` drops a point with a point nearer than
+    ``depth * (1 - margin)`` in at least ``min_sectors`` of the four quadrants of the window
+    around it; a point beside a silhouette has nearer points on one side only and stays.
+    """
+
+    radius: int  # window half size at an image HIDDEN_RADIUS_REFERENCE_WIDTH pixels wide
+    margin: float = 0.1
+    min_sectors: int = 4
+
+    def radius_for(self, width: int) -> int:
+        """The window half size in pixels of an image ``width`` pixels wide (at least 1)."""
+        return max(1, round(self.radius * width / HIDDEN_RADIUS_REFERENCE_WIDTH))
+
+    def hidden(self, uv: np.ndarray, depth: np.ndarray, width: int, height: int) -> np.ndarray:
+        """[M] bool for points at pixel coordinates ``uv`` [M, 2] (one point per pixel, inside
+        the image) of camera z ``depth`` [M]."""
+        rows, cols = np.floor(uv[:, 1]).astype(np.int64), np.floor(uv[:, 0]).astype(np.int64)
+        image = np.zeros((height, width), dtype=np.float32)
+        image[rows, cols] = depth
+        mask = hidden_points(image, self.radius_for(width), self.margin, self.min_sectors)
+        return mask[rows, cols]
 
 
 def load_lidar_points(path: str | Path) -> np.ndarray:
@@ -80,6 +116,7 @@ def project_lidar_targets(
     width: int,
     height: int,
     min_depth: float,
+    hidden: HiddenPointTest | None = None,
 ) -> PixelTargets:
     """Sparse targets from LiDAR points already in the camera frame.
 
@@ -88,6 +125,7 @@ def project_lidar_targets(
         semantics: [P] uint8 Occ3D classes of the points.
         intrinsic: [3, 3]; width, height: image size in pixels.
         min_depth: points nearer than this (camera z) are dropped.
+        hidden: drops the pixels whose point the camera cannot see; None keeps them all.
     Returns:
         One target per hit pixel at the pixel centre, from the nearest point in that pixel.
     """
@@ -95,6 +133,8 @@ def project_lidar_targets(
     near = depth > min_depth
     uv, depth, semantics = uv[near], depth[near], semantics[near]
     keep = nearest_per_pixel(uv, depth, width, height)
+    if hidden is not None:
+        keep = keep[~hidden.hidden(uv[keep], depth[keep], width, height)]
     centres = np.floor(uv[keep]) + 0.5
     return PixelTargets(
         uv=centres,

@@ -16,6 +16,7 @@ import numpy as np
 from renderlss.geometry import transform_points
 from renderlss.records.infos import info_pose
 from renderlss.targets.lidar import (
+    HiddenPointTest,
     lidar_to_camera,
     load_lidar_points,
     load_lidarseg_labels,
@@ -41,6 +42,8 @@ class LidarTargetSource:
         ego_box: ``(x0, y0, z0, x1, y1, z1)`` of the ego vehicle's body in the ego frame;
             returns inside it are dropped (nuScenes keeps them in the point files).
         min_depth: points nearer to the camera than this (camera z, metres) are dropped.
+        hidden: drops the points each camera cannot see (``HiddenPointTest``); None keeps
+            every projected point.
     """
 
     def __init__(
@@ -50,12 +53,14 @@ class LidarTargetSource:
         ignore_index: int,
         ego_box: tuple[float, ...],
         min_depth: float,
+        hidden: HiddenPointTest | None = None,
     ) -> None:
         self.dataroot = Path(dataroot)
         self.learning_table = learning_table
         self.ignore_index = ignore_index
         self.ego_box = ego_box
         self.min_depth = min_depth
+        self.hidden = hidden
 
     def __call__(self, info: dict, cameras: list[str]) -> dict[str, PixelTargets]:
         what = f"sample {info['token']}"
@@ -86,5 +91,6 @@ class LidarTargetSource:
                 int(cam_info["width"]),
                 int(cam_info["height"]),
                 self.min_depth,
+                self.hidden,
             )
         return targets

@@ -1,0 +1,113 @@
+"""LiDAR points the camera cannot see: a hand-made occluder and the synthetic oracle."""
+
+import cv2
+import numpy as np
+import pytest
+
+from renderlss.data.config import TargetConfig
+from renderlss.data.info_builder import create_infos
+from renderlss.data.render_targets import hidden_point_test
+from renderlss.geometry import unproject_pixels
+from renderlss.records.infos import load_infos
+from renderlss.records.oracle import load_ground_truth, oracle_path
+from renderlss.targets.lidar import HiddenPointTest, project_lidar_targets
+from renderlss.targets.sources import LidarTargetSource
+
+WIDTH, HEIGHT = 400, 40  # the radius is stated at 400 px: no scaling in the hand cases
+K = np.array([[100.0, 0.0, 200.0], [0.0, 100.0, 20.0], [0.0, 0.0, 1.0]])
+
+
+def points_at(pixels: list[tuple[int, int]], depth: float) -> np.ndarray:
+    """[N, 3] camera-frame points seen at the centres of the (column, row) pixels."""
+    uv = np.asarray(pixels, dtype=np.float64) + 0.5
+    return unproject_pixels(uv, np.full(len(uv), depth), K)
+
+
+def occluder_scene() -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
+    """A near car (every fourth pixel of columns 190..210, rows 10..30, 2 m away), a ground
+    point behind it seen between its points (10 m) and a wall point just right of its
+    silhouette (10 m)."""
+    car = [(c, r) for c in range(190, 211, 4) for r in range(10, 31, 4)]
+    behind, beside = (200, 20), (213, 20)
+    points = np.concatenate(
+        [points_at(car, 2.0), points_at([behind], 10.0), points_at([beside], 10.0)]
+    )
+    return points, {"behind": behind, "beside": beside}
+
+
+def target_pixels(points: np.ndarray, hidden: HiddenPointTest | None) -> dict:
+    targets = project_lidar_targets(
+        points, np.zeros(len(points), np.uint8), K, WIDTH, HEIGHT, 0.1, hidden
+    )
+    return {tuple(np.floor(uv).astype(int)): d for uv, d in zip(targets.uv, targets.depth)}
+
+
+def test_a_point_surrounded_by_a_nearer_surface_is_dropped_one_beside_it_stays():
+    points, named = occluder_scene()
+    kept = target_pixels(points, None)
+    assert kept[named["behind"]] == pytest.approx(10.0) and len(kept) == len(points)
+    filtered = target_pixels(points, HiddenPointTest(radius=4))
+    assert named["behind"] not in filtered
+    assert filtered[named["beside"]] == pytest.approx(10.0)
+    assert len(filtered) == len(points) - 1  # every car point stays
+    # The window must reach the car's points on all four sides: with radius 1 the ground
+    # point's quadrants hold no car point (the nearest are 2 pixels away) and it stays.
+    assert named["behind"] in target_pixels(points, HiddenPointTest(radius=1))
+
+
+def test_margin_keeps_points_only_slightly_behind():
+    # Car points at 2 m around a point at 2.1 m: within the 10 % margin, not hidden.
+    car = [(c, r) for c in range(190, 211, 4) for r in range(10, 31, 4)]
+    points = np.concatenate([points_at(car, 2.0), points_at([(200, 20)], 2.1)])
+    assert (200, 20) in target_pixels(points, HiddenPointTest(radius=4, margin=0.1))
+    assert (200, 20) not in target_pixels(points, HiddenPointTest(radius=4, margin=0.01))
+
+
+def test_radius_scales_with_the_image_width():
+    test = HiddenPointTest(radius=8)
+    assert [test.radius_for(w) for w in (400, 800, 1600, 100, 10)] == [8, 16, 32, 2, 1]
+
+
+def test_config_builds_the_test_and_rejects_bad_values():
+    assert hidden_point_test(TargetConfig()) is None
+    built = hidden_point_test(TargetConfig(lidar_hidden_radius=8, lidar_hidden_min_sectors=3))
+    assert built == HiddenPointTest(radius=8, margin=0.1, min_sectors=3)
+    for bad in (dict(lidar_hidden_radius=-1), dict(lidar_hidden_min_sectors=5)):
+        with pytest.raises(ValueError, match="lidar_hidden"):
+            TargetConfig(**bad).validate("data.targets")
+    with pytest.raises(ValueError, match="lidar_hidden_margin"):
+        TargetConfig(lidar_hidden_margin=1.0).validate("data.targets")
+
+
+def behind_the_oracle(source: LidarTargetSource, root, infos) -> tuple[int, int]:
+    """(targets, targets > 10 % behind the oracle's depth at their pixel and at every pixel
+    next to it: surfaces the camera does not see, not silhouette pixels)."""
+    total = behind = 0
+    for info in infos:
+        for cam, targets in source(info, list(info["cams"])).items():
+            depth, _ = load_ground_truth(
+                oracle_path(root, cam, info["cams"][cam]["data_path"]), cam
+            )
+            farthest_near = cv2.dilate(depth, np.ones((3, 3), np.uint8))
+            cols, rows = np.floor(targets.uv).astype(int).T
+            seen = depth[rows, cols] > 0
+            limit = 1.1 * np.maximum(depth[rows, cols], farthest_near[rows, cols])
+            total += int(seen.sum())
+            behind += int((seen & (targets.depth > limit)).sum())
+    return total, behind
+
+
+def test_hidden_targets_of_the_synthetic_world_are_removed(synthetic_root, tmp_path):
+    create_infos(str(synthetic_root), "v1.0-synthetic", str(tmp_path), show_progress=False)
+    _, infos = load_infos(tmp_path / "renderlss_infos_train.pkl")
+    plain = LidarTargetSource(synthetic_root, np.zeros(256, np.uint8), 255, (1, 1, 1, 0, 0, 0), 0.5)
+    tested = LidarTargetSource(
+        synthetic_root, np.zeros(256, np.uint8), 255, (1, 1, 1, 0, 0, 0), 0.5,
+        HiddenPointTest(radius=8),
+    )  # fmt: skip
+    total, behind = behind_the_oracle(plain, synthetic_root, infos)
+    kept, kept_behind = behind_the_oracle(tested, synthetic_root, infos)
+    assert behind >= 20  # the world has occluders the LiDAR sees past
+    assert kept_behind <= 0.5 * behind
+    # What it drops is mostly those: at most a few percent of the good targets go.
+    assert total - kept - (behind - kept_behind) <= 0.05 * (total - behind)
