@@ -7,6 +7,8 @@ import pytest
 from renderlss.data.config import TargetConfig
 from renderlss.data.info_builder import create_infos
 from renderlss.data.render_targets import hidden_point_test
+from renderlss.engine.evaluation import lidar_source
+from renderlss.engine.experiment import load_experiment
 from renderlss.geometry import unproject_pixels
 from renderlss.records.infos import load_infos
 from renderlss.records.oracle import load_ground_truth, oracle_path
@@ -111,3 +113,9 @@ def test_hidden_targets_of_the_synthetic_world_are_removed(synthetic_root, tmp_p
     assert kept_behind <= 0.5 * behind
     # What it drops is mostly those: at most a few percent of the good targets go.
     assert total - kept - (behind - kept_behind) <= 0.05 * (total - behind)
+
+
+def test_evaluation_scores_against_every_projected_point(tmp_path):
+    config = load_experiment("configs/synthetic_2d.py", ["data.targets.lidar_hidden_radius=8"])
+    assert hidden_point_test(config.data.targets) == HiddenPointTest(radius=8)
+    assert lidar_source(config, tmp_path).hidden is None

@@ -104,8 +104,10 @@ def eval_dataset(
 
 def lidar_source(config: ExperimentConfig, dataroot: str | Path) -> TargetSource:
     """The keyframe-LiDAR target source with the config's target options (ego box, min
-    depth), whatever sources training used."""
-    targets = replace(config.data.targets, sources=["lidar"])
+    depth), whatever sources training used. It keeps every projected point, hidden or not
+    (``data.targets.lidar_hidden_radius`` filters training targets only), so that depth
+    scores stay those of the raw projected LiDAR whatever the training set-up."""
+    targets = replace(config.data.targets, sources=["lidar"], lidar_hidden_radius=0)
     return make_target_sources(targets, dataroot, config.data.classes)[0]
 
 
