@@ -1,17 +1,20 @@
-"""LiDAR points the camera cannot see: a hand-made occluder and the synthetic oracle."""
+"""LiDAR points the camera cannot see: a hand-made occluder and the synthetic oracle; the
+measure of targets against an exact depth, by hand."""
 
-import cv2
+import json
+
 import numpy as np
 import pytest
+from helpers import load_tool
 
 from renderlss.data.config import TargetConfig
 from renderlss.data.info_builder import create_infos
 from renderlss.data.render_targets import hidden_point_test
 from renderlss.engine.evaluation import lidar_source
 from renderlss.engine.experiment import load_experiment
+from renderlss.eval.target_depth_quality import behind_truth, measure_target_depth
 from renderlss.geometry import unproject_pixels
 from renderlss.records.infos import load_infos
-from renderlss.records.oracle import load_ground_truth, oracle_path
 from renderlss.targets.lidar import HiddenPointTest, project_lidar_targets
 from renderlss.targets.sources import LidarTargetSource
 
@@ -81,22 +84,15 @@ def test_config_builds_the_test_and_rejects_bad_values():
         TargetConfig(lidar_hidden_margin=1.0).validate("data.targets")
 
 
-def behind_the_oracle(source: LidarTargetSource, root, infos) -> tuple[int, int]:
-    """(targets, targets > 10 % behind the oracle's depth at their pixel and at every pixel
-    next to it: surfaces the camera does not see, not silhouette pixels)."""
-    total = behind = 0
-    for info in infos:
-        for cam, targets in source(info, list(info["cams"])).items():
-            depth, _ = load_ground_truth(
-                oracle_path(root, cam, info["cams"][cam]["data_path"]), cam
-            )
-            farthest_near = cv2.dilate(depth, np.ones((3, 3), np.uint8))
-            cols, rows = np.floor(targets.uv).astype(int).T
-            seen = depth[rows, cols] > 0
-            limit = 1.1 * np.maximum(depth[rows, cols], farthest_near[rows, cols])
-            total += int(seen.sum())
-            behind += int((seen & (targets.depth > limit)).sum())
-    return total, behind
+def test_behind_means_behind_the_pixel_and_all_its_neighbours():
+    truth = np.full((5, 6), 10.0, dtype=np.float32)
+    truth[:, :3] = 2.0  # a near surface on the left half, its silhouette between columns 2, 3
+    truth[0, 5] = 0.0  # unknown
+    uv = np.array([[1.5, 2.5], [2.5, 2.5], [3.5, 2.5], [4.5, 2.5], [5.5, 0.5]])
+    depth = np.array([5.0, 5.0, 12.0, 10.5, 50.0])
+    # Behind the near surface; on its silhouette (a neighbour sees 10 m); behind the far one;
+    # within the 10 % margin; unknown truth.
+    assert behind_truth(depth, uv, truth).tolist() == [True, False, True, False, False]
 
 
 def test_hidden_targets_of_the_synthetic_world_are_removed(synthetic_root, tmp_path):
@@ -107,8 +103,12 @@ def test_hidden_targets_of_the_synthetic_world_are_removed(synthetic_root, tmp_p
         synthetic_root, np.zeros(256, np.uint8), 255, (1, 1, 1, 0, 0, 0), 0.5,
         HiddenPointTest(radius=8),
     )  # fmt: skip
-    total, behind = behind_the_oracle(plain, synthetic_root, infos)
-    kept, kept_behind = behind_the_oracle(tested, synthetic_root, infos)
+    cameras = list(infos[0]["cams"])
+    before = measure_target_depth(plain, infos, cameras, synthetic_root / "oracle").summary()
+    after = measure_target_depth(tested, infos, cameras, synthetic_root / "oracle").summary()
+    total, kept = before["all"]["targets"], after["all"]["targets"]
+    behind = round(before["all"]["behind"] * total)
+    kept_behind = round(after["all"]["behind"] * kept)
     assert behind >= 20  # the world has occluders the LiDAR sees past
     assert kept_behind <= 0.5 * behind
     # What it drops is mostly those: at most a few percent of the good targets go.
@@ -119,3 +119,21 @@ def test_evaluation_scores_against_every_projected_point(tmp_path):
     config = load_experiment("configs/synthetic_2d.py", ["data.targets.lidar_hidden_radius=8"])
     assert hidden_point_test(config.data.targets) == HiddenPointTest(radius=8)
     assert lidar_source(config, tmp_path).hidden is None
+
+
+def test_quality_tool_compares_each_setting_with_every_projected_point(synthetic_root, tmp_path):
+    create_infos(str(synthetic_root), "v1.0-synthetic", str(tmp_path), show_progress=False)
+    out = tmp_path / "quality.json"
+    tool = load_tool("lidar_target_quality")
+    overrides = [
+        f"data.train_infos='{tmp_path / 'renderlss_infos_train.pkl'}'",
+        f"data.dataroot='{synthetic_root}'",
+    ]
+    argv = ["configs/synthetic_2d.py", "--cfg-options", *overrides, "--radii", "8"]
+    assert tool.main(argv + ["--out", str(out)]) == 0
+    plain, tested = json.loads(out.read_text())["rows"]
+    assert (plain["radius"], plain["removed"], plain["good_lost"]) == (0, 0.0, 0.0)
+    assert tested["radius"] == 8 and 0.0 < tested["removed"] < 0.1
+    assert tested["bands"]["all"]["behind"] < 0.5 * plain["bands"]["all"]["behind"]
+    assert tested["bands"]["all"]["abs_rel"] < plain["bands"]["all"]["abs_rel"]
+    assert tool.main(argv + ["--every", "0"]) == 2
