@@ -16,6 +16,7 @@ import torch
 from renderlss.configuration import from_dict
 from renderlss.geometry.grid import VoxelGrid
 from renderlss.models.config import ModelConfig
+from renderlss.models.losses import emptiness_loss
 from renderlss.models.objective import loss_terms
 from renderlss.ops.render import RenderOutput
 
@@ -120,3 +121,24 @@ def test_focal_semantic_and_occ3d_terms():
     assert focal["occ3d"] == pytest.approx((2 / 3) ** 2 * LN3, rel=1e-6)
     flat = terms_of(model_config(**options, semantic_loss="focal", focal_gamma=0.0), weights)
     assert flat == pytest.approx(ce, rel=1e-6)
+
+
+def test_emptiness_prior_reads_the_occupancy_density_by_hand():
+    length = min(VoxelGrid().voxel_size)
+    batch, rendered, predictions = tiny_case()
+    # Occupancy probability 1/2 and 0: mean 1/4. The rendered density (all opaque) is not it.
+    predictions["occupancy_density"] = torch.tensor([LN2 / length, 0.0]).view(1, 1, 2, 1, 1)
+    predictions["density"] = torch.full((1, 1, 2, 1, 1), 50.0)
+    config = model_config(emptiness_weight=2.0, lss_depth_weight=0.0)
+    terms = loss_terms(predictions, rendered, batch, config, {}, 255, VoxelGrid())
+    assert terms["emptiness"].item() == pytest.approx(2.0 * 0.25, rel=1e-6)
+    assert "emptiness" not in terms_of(model_config(lss_depth_weight=0.0))
+
+
+def test_emptiness_prior_clears_haze_and_spares_opaque_voxels():
+    # d/dsigma of mean(1 - exp(-sigma L)) is L exp(-sigma L) / N.
+    density = torch.tensor([0.1, 20.0], requires_grad=True)
+    emptiness_loss(density, 0.4).backward()
+    expected = [0.4 * math.exp(-0.1 * 0.4) / 2, 0.4 * math.exp(-20.0 * 0.4) / 2]
+    assert density.grad.tolist() == pytest.approx(expected, rel=1e-4)  # float32
+    assert density.grad[1] < 1e-3 * density.grad[0]

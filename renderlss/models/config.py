@@ -293,6 +293,10 @@ class LossConfig:
     # (free vs any class), inside the camera mask when occ3d_use_camera_mask: the 3D loss
     # then trains the density that is rendered, not only the class logits.
     occ3d_density_weight: float = 0.0
+    # Prior that space is empty: the mean occupancy probability 1 - exp(-sigma L) of the
+    # occupancy density over all voxels. It clears the faint density that no ray supervises
+    # (a haze in front of far surfaces stops rays early) and barely touches opaque voxels.
+    emptiness_weight: float = 0.0
 
     def validate(self, where: str) -> None:
         for name in (
@@ -303,6 +307,7 @@ class LossConfig:
             "lss_depth_weight",
             "occ3d_weight",
             "occ3d_density_weight",
+            "emptiness_weight",
             "termination_weight",
             "termination_relative_width",
             "query_weight",

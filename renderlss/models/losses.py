@@ -379,3 +379,18 @@ def occupancy_bce_loss(
     occupied_nll = -torch.log(-torch.expm1(-optical.clamp(min=1e-6)))
     per_point = torch.where(occupied.bool(), occupied_nll, optical)
     return _weighted_mean(per_point, _weights_like(per_point, weight))
+
+
+def emptiness_loss(density: torch.Tensor, length: float) -> torch.Tensor:
+    """Mean occupancy probability ``1 - exp(-sigma L)`` over every voxel: a prior that space
+    is empty unless a term says otherwise. Its gradient ``L exp(-sigma L) / N`` is largest for
+    a faint haze and vanishes for an opaque voxel, so it clears density that no ray
+    supervises without eroding the surfaces the other terms hold up.
+
+    Args:
+        density: [N] sigma >= 0 per metre (any shape; every element counts once).
+        length: L, metres: the length that turns density into occupancy probability.
+    Returns:
+        scalar.
+    """
+    return -torch.expm1(-density.float().clamp(min=0.0) * length).mean()

@@ -14,6 +14,7 @@ from renderlss.models.depth_edges import (
 )
 from renderlss.models.losses import (
     distortion_loss,
+    emptiness_loss,
     lss_depth_loss,
     occupancy_bce_loss,
     occupancy_ce_loss,
@@ -156,6 +157,10 @@ def loss_terms(
             (labels != model_config.head.num_classes - 1).flatten(),
             length,
             weight.flatten(),
+        )
+    if config.emptiness_weight:
+        terms["emptiness"] = config.emptiness_weight * emptiness_loss(
+            predictions["occupancy_density"], length
         )
     if config.occ3d_weight:
         mask = batch["mask_camera"] if config.occ3d_use_camera_mask else None
