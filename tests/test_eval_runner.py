@@ -564,7 +564,7 @@ def test_test_tool_and_threshold_tool(tiny_root, tmp_path, capsys):
     pooled = tables["all"]["all pixels"]
     assert pooled["count"] == metrics["depth/oracle/num_valid"]
     assert pooled["abs_rel"] == pytest.approx(metrics["depth/oracle/abs_rel"], rel=1e-4)
-    for grouping in ("class", "distance", "opacity"):
+    for grouping in ("class", "distance", "opacity", "rendered surface's voxel label"):
         parts = tables[grouping].values()
         assert sum(r["count"] for r in parts) == pooled["count"]
         assert sum(r["contribution"] for r in parts) == pytest.approx(pooled["abs_rel"])

@@ -2,7 +2,9 @@
 
 Renders every camera of the evaluation split at ``eval.image_stride`` (as ``tools/test.py``
 does for ``depth/oracle/...``) and groups the scored pixels by the class of the surface they
-see (where the ground truth has classes), by its distance and by the rendered opacity. Each
+see (where the ground truth has classes), by its distance, by the rendered opacity and, where
+the split has Occ3D labels, by the label of the voxel the rendered surface lies in (a ray
+that stops in a free voxel met a haze or floater in empty space). Each
 group's row has its share of the pixels, its AbsRel, its part of the pooled AbsRel (the
 parts of one grouping sum to the pooled AbsRel), the median signed error and δ<1.25.
 
@@ -22,6 +24,7 @@ import sys
 
 import numpy as np
 
+from renderlss.data.classes import ClassesConfig
 from renderlss.engine.cli import (
     STARTUP_ERRORS,
     add_evaluation_arguments,
@@ -29,13 +32,16 @@ from renderlss.engine.cli import (
     startup_error,
 )
 from renderlss.engine.evaluation import ground_truth_pixels, predicted_volumes, sample_info
+from renderlss.engine.full_image import camera_rays
 from renderlss.eval.depth_breakdown import (
     DISTANCE_BANDS,
     OPACITY_BANDS,
     band_groups,
     class_groups,
+    end_voxel_groups,
     format_breakdown,
     group_errors,
+    label_at_depth,
 )
 from renderlss.io import atomic_save_json
 from renderlss.records.oracle import ground_truth_folder
@@ -53,7 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def collect_pixels(setup, progress: bool) -> dict[str, np.ndarray]:
     """Rendered depth, opacity, true depth and class ([M] each, class -1 where the ground
-    truth has none) of every scored pixel of the split."""
+    truth has none) of every scored pixel of the split, and with Occ3D labels the label of
+    the voxel holding each rendered surface (``end_label``)."""
     config, eval_config, dataset = setup.config, setup.eval_config, setup.dataset
     truth_dir = ground_truth_folder(dataset.dataroot, eval_config.ground_truth_dir)
     if truth_dir is None:
@@ -62,7 +69,8 @@ def collect_pixels(setup, progress: bool) -> dict[str, np.ndarray]:
             "nothing to compare the rendered depth with"
         )
     cameras = list(config.data.cameras)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("pred", "opacity", "target", "cls")}
+    names = ("pred", "opacity", "target", "cls") + (("end_label",) if dataset.loads_occ else ())
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in names}
     for batch, predictions in predicted_volumes(
         setup.model, dataset, eval_config, setup.dist.device, progress
     ):
@@ -76,7 +84,8 @@ def collect_pixels(setup, progress: bool) -> dict[str, np.ndarray]:
                 keep = (pixels.depth > eval_config.min_depth) & (
                     pixels.depth < eval_config.max_depth
                 )
-                parts["pred"].append(pixels.rendered.depth.ravel()[keep])
+                rendered = pixels.rendered.depth.ravel()[keep]
+                parts["pred"].append(rendered)
                 parts["opacity"].append(pixels.rendered.opacity.ravel()[keep])
                 parts["target"].append(pixels.depth[keep])
                 parts["cls"].append(
@@ -84,6 +93,15 @@ def collect_pixels(setup, progress: bool) -> dict[str, np.ndarray]:
                     if pixels.semantics is None
                     else pixels.semantics[keep].astype(int)
                 )
+                if dataset.loads_occ:
+                    rays = camera_rays(pixels.uv[keep], info["cams"][pixels.camera], info, bev_aug)
+                    labels = batch["voxel_semantics"][b].cpu().numpy()
+                    origins, dirs, z_per_t = (
+                        rays[k].numpy() for k in ("origins", "dirs", "z_per_t")
+                    )
+                    parts["end_label"].append(
+                        label_at_depth(origins, dirs, z_per_t, rendered, labels, config.data.grid)
+                    )
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     arrays["pred"] = arrays["pred"].clip(eval_config.min_depth, eval_config.max_depth)
     # A sum of weights can exceed 1 by float rounding; the opacity bands end at 1.
@@ -91,14 +109,19 @@ def collect_pixels(setup, progress: bool) -> dict[str, np.ndarray]:
     return arrays
 
 
-def breakdown(arrays: dict[str, np.ndarray], class_names: list[str]) -> dict[str, dict]:
-    """The grouping tables: all pixels, by class (where known), by distance, by opacity."""
+def breakdown(arrays: dict[str, np.ndarray], classes: ClassesConfig) -> dict[str, dict]:
+    """The grouping tables: all pixels, by class (where known), by distance, by opacity and
+    (with ``end_label``) by the label of the voxel the rendered surface lies in."""
     groupings = {
         "all": {"all pixels": np.ones(len(arrays["target"]), dtype=bool)},
-        "class": class_groups(arrays["cls"], class_names),
+        "class": class_groups(arrays["cls"], list(classes.occ_class_names)),
         "distance": band_groups(arrays["target"], DISTANCE_BANDS, "m"),
         "opacity": band_groups(arrays["opacity"], OPACITY_BANDS, "opacity"),
     }
+    if "end_label" in arrays:
+        groupings["rendered surface's voxel label"] = end_voxel_groups(
+            arrays["end_label"], classes.free_index, classes.ignore_index
+        )
     return {
         name: group_errors(arrays["pred"], arrays["target"], arrays["opacity"], groups)
         for name, groups in groupings.items()
@@ -112,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         arrays = collect_pixels(setup, progress=not args.no_progress)
     except STARTUP_ERRORS as err:
         return startup_error(err)
-    tables = breakdown(arrays, list(setup.config.data.classes.occ_class_names))
+    tables = breakdown(arrays, setup.config.data.classes)
     for name, rows in tables.items():
         print(f"\nrendered depth by {name}:\n{format_breakdown(rows)}")
     if args.out:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from renderlss.eval.depth_metrics import DELTA_THRESHOLDS
+from renderlss.geometry.grid import VoxelGrid
 
 # Camera-z bands in metres: the first ones are where a voxel is a large part of the depth.
 DISTANCE_BANDS = (0.0, 3.0, 5.0, 10.0, 20.0, 40.0, 80.0)
@@ -38,6 +39,40 @@ def class_groups(classes: np.ndarray, names: Sequence[str]) -> dict[str, np.ndar
         for k in np.unique(classes).tolist()
         if k >= 0
     }
+
+
+def label_at_depth(
+    origins: np.ndarray,
+    dirs: np.ndarray,
+    z_per_t: np.ndarray,
+    depth: np.ndarray,
+    labels: np.ndarray,
+    grid: VoxelGrid,
+) -> np.ndarray:
+    """[M] label of the voxel holding each ray's point at camera z ``depth`` [M] (the
+    rendered surface), -1 where that point lies outside the grid.
+
+    Args:
+        origins, dirs: [M, 3] rays in the grid's frame (unit directions); z_per_t: [M] camera
+            z per metre along the ray; labels: [X, Y, Z] voxel classes.
+    """
+    points = origins + dirs * (depth / z_per_t)[:, None]
+    index, inside = grid.point_to_index(points)
+    found = np.full(len(depth), -1, dtype=np.int64)
+    i, j, k = index[inside].T
+    found[inside] = labels[i, j, k]
+    return found
+
+
+def end_voxel_groups(
+    labels_at_end: np.ndarray, free_index: int, ignore_index: int
+) -> dict[str, np.ndarray]:
+    """Masks of the pixels by what the labels say of the voxel their rendered surface lies in
+    (``label_at_depth``): free (the ray stopped in empty space: a haze or floater), occupied,
+    or unknown (ignored label, or outside the grid)."""
+    unknown = (labels_at_end < 0) | (labels_at_end == ignore_index)
+    free = labels_at_end == free_index
+    return {"free": free, "occupied": ~free & ~unknown, "unknown": unknown}
 
 
 def group_errors(
