@@ -10,7 +10,7 @@ from renderlss.eval.depth_breakdown import (
     class_groups,
     end_voxel_groups,
     group_errors,
-    label_at_depth,
+    value_at_depth,
 )
 from renderlss.geometry.grid import VoxelGrid
 
@@ -45,18 +45,21 @@ def test_class_groups_skip_pixels_without_a_class_and_empty_groups_are_left_out(
 
 
 def test_label_at_the_rendered_surface_and_its_groups_by_hand():
-    # Three 1 m voxels along x from x = 0; labels free (3), car (0), ignore (255).
-    grid = VoxelGrid(point_cloud_range=(0.0, 0.0, 0.0, 3.0, 1.0, 1.0), voxel_size=(1.0, 1.0, 1.0))
-    labels = np.array([3, 0, 255]).reshape(3, 1, 1)
-    origins = np.tile([[0.0, 0.5, 0.5]], (4, 1))
-    dirs = np.tile([[1.0, 0.0, 0.0]], (4, 1))
-    z_per_t = np.full(4, 0.5)  # camera z grows by 0.5 m per metre along the ray
-    depth = np.array([0.25, 0.75, 1.25, 1.75])  # t = 0.5, 1.5, 2.5, 3.5 m
-    found = label_at_depth(origins, dirs, z_per_t, depth, labels, grid)
-    assert found.tolist() == [3, 0, 255, -1]
-    groups = end_voxel_groups(found, free_index=3, ignore_index=255)
-    assert {k: v.tolist() for k, v in groups.items()} == {
-        "free": [True, False, False, False],
-        "occupied": [False, True, False, False],
-        "unknown": [False, False, True, True],
+    # Four 1 m voxels along x from x = 0: free (3) seen, free unseen, car (0), ignore (255).
+    grid = VoxelGrid(point_cloud_range=(0.0, 0.0, 0.0, 4.0, 1.0, 1.0), voxel_size=(1.0, 1.0, 1.0))
+    labels = np.array([3, 3, 0, 255]).reshape(4, 1, 1)
+    seen = np.array([1, 0, 1, 1]).reshape(4, 1, 1)
+    origins = np.tile([[0.0, 0.5, 0.5]], (5, 1))
+    dirs = np.tile([[1.0, 0.0, 0.0]], (5, 1))
+    z_per_t = np.full(5, 0.5)  # camera z grows by 0.5 m per metre along the ray
+    depth = np.array([0.25, 0.75, 1.25, 1.75, 2.25])  # t = 0.5, 1.5, 2.5, 3.5, 4.5 m
+    found = value_at_depth(origins, dirs, z_per_t, depth, labels, grid)
+    assert found.tolist() == [3, 3, 0, 255, -1]
+    found_seen = value_at_depth(origins, dirs, z_per_t, depth, seen, grid)
+    groups = end_voxel_groups(found, found_seen, free_index=3, ignore_index=255)
+    assert {k: np.flatnonzero(v).tolist() for k, v in groups.items()} == {
+        "free, seen by the cameras": [0],
+        "free, unseen": [1],
+        "occupied": [2],
+        "unknown": [3, 4],
     }

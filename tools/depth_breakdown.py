@@ -4,7 +4,8 @@ Renders every camera of the evaluation split at ``eval.image_stride`` (as ``tool
 does for ``depth/oracle/...``) and groups the scored pixels by the class of the surface they
 see (where the ground truth has classes), by its distance, by the rendered opacity and, where
 the split has Occ3D labels, by the label of the voxel the rendered surface lies in (a ray
-that stops in a free voxel met a haze or floater in empty space). Each
+that stops in a free voxel the cameras see met a haze or floater in empty space; one that
+stops in an unseen free voxel went through a surface). Each
 group's row has its share of the pixels, its AbsRel, its part of the pooled AbsRel (the
 parts of one grouping sum to the pooled AbsRel), the median signed error and δ<1.25.
 
@@ -41,7 +42,7 @@ from renderlss.eval.depth_breakdown import (
     end_voxel_groups,
     format_breakdown,
     group_errors,
-    label_at_depth,
+    value_at_depth,
 )
 from renderlss.io import atomic_save_json
 from renderlss.records.oracle import ground_truth_folder
@@ -60,7 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def collect_pixels(setup, progress: bool) -> dict[str, np.ndarray]:
     """Rendered depth, opacity, true depth and class ([M] each, class -1 where the ground
     truth has none) of every scored pixel of the split, and with Occ3D labels the label of
-    the voxel holding each rendered surface (``end_label``)."""
+    the voxel holding each rendered surface and its camera mask (``end_label``,
+    ``end_seen``)."""
     config, eval_config, dataset = setup.config, setup.eval_config, setup.dataset
     truth_dir = ground_truth_folder(dataset.dataroot, eval_config.ground_truth_dir)
     if truth_dir is None:
@@ -69,7 +71,8 @@ def collect_pixels(setup, progress: bool) -> dict[str, np.ndarray]:
             "nothing to compare the rendered depth with"
         )
     cameras = list(config.data.cameras)
-    names = ("pred", "opacity", "target", "cls") + (("end_label",) if dataset.loads_occ else ())
+    ends = ("end_label", "end_seen") if dataset.loads_occ else ()
+    names = ("pred", "opacity", "target", "cls") + ends
     parts: dict[str, list[np.ndarray]] = {k: [] for k in names}
     for batch, predictions in predicted_volumes(
         setup.model, dataset, eval_config, setup.dist.device, progress
@@ -95,13 +98,12 @@ def collect_pixels(setup, progress: bool) -> dict[str, np.ndarray]:
                 )
                 if dataset.loads_occ:
                     rays = camera_rays(pixels.uv[keep], info["cams"][pixels.camera], info, bev_aug)
-                    labels = batch["voxel_semantics"][b].cpu().numpy()
-                    origins, dirs, z_per_t = (
-                        rays[k].numpy() for k in ("origins", "dirs", "z_per_t")
-                    )
-                    parts["end_label"].append(
-                        label_at_depth(origins, dirs, z_per_t, rendered, labels, config.data.grid)
-                    )
+                    geometry = [rays[k].numpy() for k in ("origins", "dirs", "z_per_t")]
+                    for name, field in zip(ends, ("voxel_semantics", "mask_camera")):
+                        volume = batch[field][b].cpu().numpy()
+                        parts[name].append(
+                            value_at_depth(*geometry, rendered, volume, config.data.grid)
+                        )
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     arrays["pred"] = arrays["pred"].clip(eval_config.min_depth, eval_config.max_depth)
     # A sum of weights can exceed 1 by float rounding; the opacity bands end at 1.
@@ -120,7 +122,7 @@ def breakdown(arrays: dict[str, np.ndarray], classes: ClassesConfig) -> dict[str
     }
     if "end_label" in arrays:
         groupings["rendered surface's voxel label"] = end_voxel_groups(
-            arrays["end_label"], classes.free_index, classes.ignore_index
+            arrays["end_label"], arrays["end_seen"], classes.free_index, classes.ignore_index
         )
     return {
         name: group_errors(arrays["pred"], arrays["target"], arrays["opacity"], groups)

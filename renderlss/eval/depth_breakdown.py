@@ -41,38 +41,46 @@ def class_groups(classes: np.ndarray, names: Sequence[str]) -> dict[str, np.ndar
     }
 
 
-def label_at_depth(
+def value_at_depth(
     origins: np.ndarray,
     dirs: np.ndarray,
     z_per_t: np.ndarray,
     depth: np.ndarray,
-    labels: np.ndarray,
+    volume: np.ndarray,
     grid: VoxelGrid,
 ) -> np.ndarray:
-    """[M] label of the voxel holding each ray's point at camera z ``depth`` [M] (the
-    rendered surface), -1 where that point lies outside the grid.
+    """[M] int64 value of ``volume`` [X, Y, Z] (labels, or a mask) in the voxel holding each
+    ray's point at camera z ``depth`` [M] (the rendered surface), -1 where that point lies
+    outside the grid.
 
     Args:
         origins, dirs: [M, 3] rays in the grid's frame (unit directions); z_per_t: [M] camera
-            z per metre along the ray; labels: [X, Y, Z] voxel classes.
+            z per metre along the ray.
     """
     points = origins + dirs * (depth / z_per_t)[:, None]
     index, inside = grid.point_to_index(points)
     found = np.full(len(depth), -1, dtype=np.int64)
     i, j, k = index[inside].T
-    found[inside] = labels[i, j, k]
+    found[inside] = volume[i, j, k]
     return found
 
 
 def end_voxel_groups(
-    labels_at_end: np.ndarray, free_index: int, ignore_index: int
+    label_at_end: np.ndarray, seen_at_end: np.ndarray, free_index: int, ignore_index: int
 ) -> dict[str, np.ndarray]:
     """Masks of the pixels by what the labels say of the voxel their rendered surface lies in
-    (``label_at_depth``): free (the ray stopped in empty space: a haze or floater), occupied,
-    or unknown (ignored label, or outside the grid)."""
-    unknown = (labels_at_end < 0) | (labels_at_end == ignore_index)
-    free = labels_at_end == free_index
-    return {"free": free, "occupied": ~free & ~unknown, "unknown": unknown}
+    (``value_at_depth`` of the labels and of the camera mask): free and seen by the cameras
+    (the ray stopped in empty space: a haze or floater), free but unseen (it went through a
+    surface into the space behind it), occupied, or unknown (ignored label, outside the grid)."""
+    unknown = (label_at_end < 0) | (label_at_end == ignore_index)
+    free = label_at_end == free_index
+    seen = seen_at_end > 0
+    return {
+        "free, seen by the cameras": free & seen,
+        "free, unseen": free & ~seen,
+        "occupied": ~free & ~unknown,
+        "unknown": unknown,
+    }
 
 
 def group_errors(
