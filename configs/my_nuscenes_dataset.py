@@ -33,7 +33,9 @@ data = dict(
     # tools/make_sam_labels.py have written their folders:
     #   sources=["lidar", "dense_depth", "sam_labels"],
     #   dense_depth_dir=f"{_data_root}/dense_depth", sam_labels_dir=f"{_data_root}/sam_labels",
-    targets=dict(sources=["lidar"], num_rays=2048, adjacent_keyframes=1),
+    # LiDAR points the camera cannot see (behind near cars) are dropped; the radius is in
+    # pixels of an image 400 px wide and grows with the width (docs/data.md).
+    targets=dict(sources=["lidar"], num_rays=2048, adjacent_keyframes=1, lidar_hidden_radius=8),
 )
 
 model = dict(

@@ -9,4 +9,10 @@ _data_root = "data/synthetic"
 
 model = dict(loss=dict(class_counts=f"{_data_root}/infos/class_counts.json"))
 
+# LiDAR points the camera cannot see (the LiDAR sees the ground behind near cars) are dropped
+# from the targets (docs/render_supervision.md): two seeds, the held-out rendered depth's
+# median signed error -6.4 % -> -4.3 %, AbsRel 0.253 -> 0.243, mIoU 16.70 -> 17.29
+# (docs/supervision_ablation.md).
+data = dict(targets=dict(lidar_hidden_radius=8))
+
 train = dict(work_dir="work_dirs/synthetic_2d")
