@@ -540,6 +540,8 @@ def test_semi_configs_are_the_demo_but_for_the_unlabeled_frames(
                 # (docs/teacher_student.md); the demo has lifted by PDF samples since.
                 "model.depth.sampling='bins'",
                 "model.depth.pdf_samples=32",
+                # ... and every projected LiDAR point, as synthetic_2d.py had then.
+                "data.targets.lidar_hidden_radius=0",
             ],
         )
     )
