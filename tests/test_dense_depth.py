@@ -15,6 +15,7 @@ import pytest
 from renderlss.data.classes import load_classes
 from renderlss.data.info_builder import create_infos
 from renderlss.geometry import pose_matrix, yaw_to_quaternion
+from renderlss.geometry.occlusion import hidden_points, nearest_in_quadrants
 from renderlss.labels.artifacts import parse_shard, shard_indices
 from renderlss.labels.box_motion import BoxTrack, box_at, interpolate_angle, to_box_frame
 from renderlss.labels.dense_depth import (
@@ -28,7 +29,7 @@ from renderlss.labels.dense_depth import (
 from renderlss.labels.depth_accumulation import LidarFrame, accumulate_frames
 from renderlss.labels.depth_completion import complete_depth
 from renderlss.labels.depth_quality import evaluate_against_oracle
-from renderlss.labels.visibility import LidarVisibilityConfig, hidden_points, nearest_in_quadrants
+from renderlss.labels.visibility import LidarVisibilityConfig
 from renderlss.records.files import output_path
 from renderlss.records.infos import load_infos
 from renderlss.synthetic.lidar_range_image import dataroot_range_image_config

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from renderlss.geometry import compose, invert_pose, nearest_per_pixel, project_to_image
-from renderlss.labels.visibility import hidden_points
+from renderlss.geometry.occlusion import hidden_points
 from renderlss.targets.pixel_targets import PixelTargets
 
 POINT_DIMS = 5  # x, y, z, intensity, ring: the nuScenes .pcd.bin layout
@@ -33,7 +33,7 @@ class HiddenPointTest:
     walls behind a near car that the camera's view of the car hides. One z-buffer pixel per
     point does not remove them (the car's own points are a few pixels apart), so such a point
     lands on the car's pixels with the depth of what lies behind it. The quadrant test of
-    ``renderlss.labels.visibility.hidden_points`` drops a point with a point nearer than
+    ``renderlss.geometry.occlusion.hidden_points`` drops a point with a point nearer than
     ``depth * (1 - margin)`` in at least ``min_sectors`` of the four quadrants of the window
     around it; a point beside a silhouette has nearer points on one side only and stays.
     """
