@@ -18,4 +18,9 @@ model = dict(
     ),
 )
 
+# LiDAR points the camera cannot see (the LiDAR sees the ground behind near cars) are dropped
+# from the render targets: two seeds, same day, mIoU 19.51 -> 20.47, RayIoU 14.70 -> 16.33,
+# rendered-depth AbsRel against the exact depth 0.356 -> 0.287 (docs/demo.md).
+data = dict(targets=dict(lidar_hidden_radius=8))
+
 train = dict(work_dir="work_dirs/synthetic_demo")
