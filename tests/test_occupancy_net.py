@@ -83,3 +83,29 @@ def test_predict_occupancy_by_hand():
     assert labels.flatten().tolist() == [3, 1, 2]
     # Without a threshold (3D-supervised networks) the free logit competes like any class.
     assert predict_occupancy(density, logits, None, 3).flatten().tolist() == [3, 3, 3]
+
+
+def test_channels_last_gives_the_values_and_gradients_of_the_default_layout(setup):
+    config, batch = setup
+    models = {}
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        raw = to_dict(config)
+        raw["model"]["channels_last"] = channels_last
+        models[channels_last] = build_model(from_dict(ExperimentConfig, raw)).eval()
+    models[True].load_state_dict(models[False].state_dict())
+    conv = models[True].backbone.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    features = models[True].backbone(
+        batch["img"].flatten(0, 1).contiguous(memory_format=torch.channels_last)
+    )
+    assert features[-1].is_contiguous(memory_format=torch.channels_last)
+    outputs, grads = {}, {}
+    for channels_last, model in models.items():
+        predictions = model.volume(batch)
+        (predictions["density"].mean() + predictions["logits"].square().mean()).backward()
+        outputs[channels_last] = predictions
+        grads[channels_last] = model.backbone.conv1.weight.grad
+    for key in ("density", "logits", "depth_logits"):
+        torch.testing.assert_close(outputs[True][key], outputs[False][key], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grads[True], grads[False], rtol=1e-3, atol=1e-6)

@@ -277,19 +277,19 @@ def test_train_tool_shows_unexpected_errors_in_full(infos, tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize(
-    "requested, omp, cores, workers, local_world, expected",
+    "requested, omp, cores, local_world, expected",
     [
-        (3, "8", 16, 4, 2, 3),  # an explicit count wins
-        (0, "2", 16, 4, 2, 2),  # then the user's OMP_NUM_THREADS
-        (0, None, 16, 4, 2, 4),  # 16 cores / 2 ranks - 4 workers
-        (0, "0", 8, 0, 1, 8),  # OMP_NUM_THREADS=0 is no choice
-        (0, "x", 8, 2, 1, 6),
-        (0, None, 2, 4, 1, 1),  # never fewer than one
-        (0, None, 1, 0, 4, 1),
+        (3, "8", 16, 2, 3),  # an explicit count wins
+        (0, "2", 16, 2, 2),  # then the user's OMP_NUM_THREADS
+        (0, None, 16, 2, 8),  # 16 cores / 2 ranks
+        (0, "0", 8, 1, 8),  # OMP_NUM_THREADS=0 is no choice
+        (0, "x", 8, 1, 8),
+        (0, None, 15, 4, 3),  # whole cores only
+        (0, None, 1, 4, 1),  # never fewer than one
     ],
 )
-def test_thread_choice(requested, omp, cores, workers, local_world, expected):
-    assert choose_threads(requested, omp, cores, workers, local_world) == expected
+def test_thread_choice(requested, omp, cores, local_world, expected):
+    assert choose_threads(requested, omp, cores, local_world) == expected
 
 
 def test_physical_cores_count_hyperthreads_once(tmp_path):

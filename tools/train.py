@@ -13,10 +13,11 @@ per-step records to ``<work_dir>/metrics.jsonl``, TensorBoard events to ``<work_
 and checkpoints to ``<work_dir>/step_*.pth``.
 
 CPU threads per process: train.threads, or with 0 (the default) OMP_NUM_THREADS when set,
-else the usable physical cores divided among torchrun's local processes, less
-data.workers, at least 1. A rank silent for train.dist_timeout_s seconds (default 600)
-stops the run with a message naming it. Known failures (config, checkpoint, missing file,
-bad sample, diverged run) print one "error: ..." line and exit with status 2.
+else the usable physical cores divided among torchrun's local processes, at least 1
+(loader workers sleep most of a CPU step and get no cores of their own). A rank silent
+for train.dist_timeout_s seconds (default 600) stops the run with a message naming it.
+Known failures (config, checkpoint, missing file, bad sample, diverged run) print one
+"error: ..." line and exit with status 2.
 
 Unlabeled frames (data.unlabeled) train through the depth-aware EMA teacher with
 train.teacher.enabled=True: thresholds, pseudo-loss weights, start step and ramp, momentum,

@@ -113,8 +113,8 @@ def startup_error(err: Exception) -> int:
 
 def configure_cpu_threads(config: ExperimentConfig) -> int:
     """Set torch's CPU threads for this process from ``train.threads`` (0: chosen from
-    ``OMP_NUM_THREADS``, the usable physical cores, ``data.workers`` and torchrun's
-    ``LOCAL_WORLD_SIZE``; see :func:`renderlss.train.cpu_threads.choose_threads`).
+    ``OMP_NUM_THREADS``, the usable physical cores and torchrun's ``LOCAL_WORLD_SIZE``;
+    see :func:`renderlss.train.cpu_threads.choose_threads`).
 
     Returns:
         the number of threads set.
@@ -123,7 +123,6 @@ def configure_cpu_threads(config: ExperimentConfig) -> int:
         config.train.threads,
         os.environ.get("OMP_NUM_THREADS"),
         usable_physical_cores(),
-        config.data.workers,
         int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
     )
     torch.set_num_threads(threads)

@@ -349,3 +349,6 @@ class ModelConfig:
     # The splat's sorted segment sum: "torch" (renderlss.ops.splat) or "auto" (the compiled
     # kernel of cuda/ where installed or buildable, renderlss.ops.compiled; same values).
     splat_kernel: Literal["auto", "torch"] = "torch"
+    # Image-side convolutions (backbone, neck, depth net) in channels_last memory format:
+    # oneDNN's and cuDNN's faster layout for them. Same values up to float rounding.
+    channels_last: bool = True

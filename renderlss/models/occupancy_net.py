@@ -79,6 +79,10 @@ class OccupancyNet(nn.Module):
         )
         self.head = None if decoder.enabled else build_head(config.head, config.encoder3d.channels)
         # Not a parameter and not saved: it follows from the config.
+        if config.channels_last:
+            for module in (self.backbone, self.neck, self.depth_net, self.pixel_offset_head):
+                if module is not None:
+                    module.to(memory_format=torch.channels_last)
         self.register_buffer("depth_centers", bin_centers(config.depth.bins), persistent=False)
         self.register_buffer("depth_edges", bin_edges(config.depth.bins), persistent=False)
 
@@ -102,7 +106,10 @@ class OccupancyNet(nn.Module):
         """
         # Named ranges: the stages of tools/benchmark.py --profile.
         with record_function("backbone"):
-            features = self.backbone(batch["img"].flatten(0, 1))
+            images = batch["img"].flatten(0, 1)
+            if self.config.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            features = self.backbone(images)
         with record_function("neck"):
             features = self.neck(features)
         volume, depth_logits = self.lift(features, batch, measured_depth)
