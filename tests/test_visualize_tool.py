@@ -11,6 +11,7 @@ from helpers import TINY_NETWORK_OVERRIDES, load_tool, save_untrained_checkpoint
 from PIL import Image
 
 from renderlss.data.collate import collate
+from renderlss.data.dataset import OccDataset
 from renderlss.data.info_builder import create_infos
 from renderlss.engine.build import load_trained_model
 from renderlss.engine.evaluation import eval_dataset
@@ -146,3 +147,31 @@ def test_target_classes_come_from_the_users_ground_truth(trained, synthetic_root
     own = semantics_picture(tmp_path / "own", f"eval.ground_truth_dir={str(truth)!r}")
     # (the legend lists the classes present, so even the picture's height may change)
     assert oracle.shape != own.shape or not np.array_equal(oracle, own)
+
+
+def test_saved_render_volume_is_the_networks_volume_and_the_samples_rays(trained, tmp_path):
+    """tools/save_render_volume.py writes what the network predicts for the sample and the
+    sample's target rays, in the form tools/benchmark.py --render-volume reads."""
+    overrides, config, checkpoint = trained
+    out = tmp_path / "volume.pt"
+    argv = [DEMO_CONFIG, str(checkpoint), "--index", "2", "--out", str(out), "--device", "cpu"]
+    assert load_tool("save_render_volume").main([*argv, "--cfg-options", *overrides]) == 0
+
+    model = load_trained_model(config, checkpoint, "model", "cpu")
+    sample = OccDataset(config.data.val_infos, config.data, train=False)[2]
+    with torch.no_grad():
+        volume = model.volume(collate([sample]))
+    rays, density, logits = load_tool("benchmark").render_inputs(config, str(out), "cpu")
+    torch.testing.assert_close(density, volume["density"])
+    torch.testing.assert_close(logits, volume["logits"])
+    assert density.shape[2:] == config.data.grid.shape
+    for key in ("origins", "dirs", "z_per_t"):
+        torch.testing.assert_close(rays[key], sample["targets"][key][None])
+
+
+def test_save_render_volume_refuses_samples_outside_the_split(trained, tmp_path, capsys):
+    overrides, _, checkpoint = trained
+    argv = [DEMO_CONFIG, str(checkpoint), "--index", "3", "--out", str(tmp_path / "v.pt")]
+    assert load_tool("save_render_volume").main([*argv, "--cfg-options", *overrides]) == 2
+    assert "--index 3: the val split has 3 samples" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
